@@ -1,0 +1,280 @@
+"""The ``Spotscape`` model: AnnData in, embedding out (scvi-tools style: construct, ``fit``, ``embed``)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from . import __version__
+from ._sparse import SparseMatrix
+from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names
+from .graph import block_graph, edge_list, normalized_adjacency, spatial_graph
+from .model import SpotscapeNet
+from .pp import highly_variable_genes, normalize
+from .train import TrainConfig, Trainer, TrainingData
+
+# Defaults chosen by measurement (README, "Training schedule"); the published schedule is
+# TrainConfig() itself: 1,000 epochs at 1e-4 (one slice) or 5e-4 (several).
+FAST_SINGLE = dict(epochs=100, lr=1e-3)
+FAST_MULTI = dict(epochs=100, lr=1e-3)
+PUBLISHED_SINGLE = dict(epochs=1000, lr=1e-4)
+PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpotscapeInputError("device='cuda' was asked for, but torch sees no CUDA GPU; use device='cpu' or 'auto'.")
+    return torch.device(device)
+
+
+def split_slices(adata, slice_key: str | None):
+    """A list of AnnData (several slices) or one AnnData, optionally split by ``obs[slice_key]``.
+
+    Returns (slices, names, positions): positions[i] are slice i's rows in the one AnnData (or None).
+    """
+    if isinstance(adata, ad.AnnData):
+        if slice_key is None:
+            return [adata], ["slice0"], None
+        if slice_key not in adata.obs:
+            raise SpotscapeInputError(f"slice_key {slice_key!r} is not a column of adata.obs.")
+        codes = adata.obs[slice_key].astype("category")
+        names = [str(c) for c in codes.cat.categories if (codes == c).any()]
+        pos = [np.flatnonzero((codes == c).to_numpy()) for c in codes.cat.categories if (codes == c).any()]
+        return [adata[p] for p in pos], names, pos
+    adatas = list(adata)
+    if not adatas or not all(isinstance(a, ad.AnnData) for a in adatas):
+        raise SpotscapeInputError("pass one AnnData or a non-empty list of AnnData objects (one per slice).")
+    return adatas, [f"slice{i}" for i in range(len(adatas))], None
+
+
+class Spotscape:
+    """Spotscape for one slice or several (integration).
+
+    Parameters
+    ----------
+    adata
+        One AnnData (raw counts in ``X``, coordinates in ``obsm['spatial']``) or a list of them,
+        one per slice. It is not modified until ``embed`` writes the embedding into it.
+    slice_key
+        With one AnnData holding several slices: the ``obs`` column naming the slice.
+    counts
+        ``True``: X holds raw counts (checked). ``False``: X is already normalised and log-transformed.
+    n_top_genes
+        Highly variable genes per slice (seurat_v3); several slices keep those common to all.
+    graph, radius, k
+        Spatial graph per slice: ``"auto"`` (radius on spot grids such as Visium, 6 neighbours;
+        5 nearest neighbours otherwise), ``"radius"`` or ``"knn"``.
+    n_domains
+        Number of domains; used by the prototypes (PCL) when several slices are integrated.
+    seed, device
+        Random seed (same seed, same machine: same result) and ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(
+        self,
+        adata,
+        slice_key: str | None = None,
+        *,
+        spatial_key: str = "spatial",
+        counts: bool = True,
+        n_top_genes: int = 5000,
+        graph: str = "auto",
+        radius: float | None = None,
+        k: int | None = None,
+        hidden: tuple[int, ...] = (256, 64),
+        n_domains: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+    ):
+        self._input = adata
+        self.slices, self.slice_names, self._positions = split_slices(adata, slice_key)
+        self.slice_key = slice_key
+        for i, a in enumerate(self.slices):
+            idx = i if len(self.slices) > 1 else None
+            check_names(a, idx)
+            check_expression(a, counts, idx)
+            check_coordinates(a, spatial_key, idx)
+        check_n_domains(n_domains, sum(a.n_obs for a in self.slices))
+        self.params = dict(
+            spatial_key=spatial_key, counts=counts, n_top_genes=n_top_genes, graph=graph, radius=radius, k=k,
+            hidden=list(hidden), n_domains=n_domains, seed=seed,
+        )
+        self.device = resolve_device(device)
+        self.timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.genes = self._select_genes(self.slices)
+        self.timings["preprocess_s"] = time.perf_counter() - t0
+        torch.manual_seed(seed)
+        self.net = SpotscapeNet(len(self.genes), tuple(hidden)).to(self.device)
+        self.history: list[dict] = []
+        self.train_config: TrainConfig | None = None
+
+    # ------------------------------------------------------------------ data
+    def _select_genes(self, slices) -> list[str]:
+        p = self.params
+        if len(slices) == 1:
+            return highly_variable_genes(slices, p["n_top_genes"], p["counts"])
+        # published: per-slice HVGs, then the genes common to all (inner join)
+        sets = [highly_variable_genes([a], p["n_top_genes"], p["counts"]) for a in slices]
+        common = set(sets[0]).intersection(*sets[1:])
+        genes = [g for g in sets[0] if g in common]
+        if not genes:
+            raise SpotscapeInputError(
+                "the slices share no highly variable gene; check that they use the same gene identifiers, or raise n_top_genes."
+            )
+        return genes
+
+    def _graph(self, coords: np.ndarray) -> sp.csr_matrix:
+        p = self.params
+        return spatial_graph(coords, p["graph"], p["radius"], p["k"])
+
+    def _prepare(self, slices) -> tuple[SparseMatrix, sp.csr_matrix, list[np.ndarray]]:
+        p = self.params
+        xs = [normalize(a, self.genes, p["counts"]) for a in slices]
+        adj = block_graph([self._graph(np.asarray(a.obsm[p["spatial_key"]], dtype=np.float64)) for a in slices])
+        bounds = np.cumsum([0] + [a.n_obs for a in slices])
+        rows = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(slices))]
+        return sp.vstack(xs, format="csr"), adj, rows
+
+    # ------------------------------------------------------------------ training
+    def default_schedule(self) -> dict:
+        return dict(FAST_MULTI if len(self.slices) > 1 else FAST_SINGLE)
+
+    def fit(self, epochs: int | None = None, lr: float | None = None, progress: bool = True, **loss_options) -> "Spotscape":
+        """Train. ``epochs``/``lr`` default to the measured fast schedule; other keywords go to
+        ``TrainConfig`` (loss weights ``w_re``, ``w_sc``, ``w_ss``, ``w_pcl`` (0 switches a loss off),
+        ``edge_drop``, ``gene_mask``, ``topk``, ``tau``, ``warmup``, ``weight_decay``, ``patience``)."""
+        sched = self.default_schedule()
+        if epochs is not None:
+            sched["epochs"] = int(epochs)
+        if lr is not None:
+            sched["lr"] = float(lr)
+        unknown = set(loss_options) - set(TrainConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown training option(s): {sorted(unknown)}")
+        cfg = TrainConfig(**sched, n_domains=self.params["n_domains"], **loss_options)
+        if cfg.epochs < 1:
+            raise SpotscapeInputError("epochs must be >= 1.")
+        t0 = time.perf_counter()
+        x, adj, rows = self._prepare(self.slices)
+        data = TrainingData(
+            x=SparseMatrix(x, self.device),
+            edges=edge_list(adj),
+            n=x.shape[0],
+            slices=[torch.from_numpy(r).to(self.device) for r in rows] if len(rows) > 1 else [],
+        )
+        self.timings["graph_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        trainer = Trainer(self.net, data, cfg, seed=self.params["seed"], device=self.device)
+        self.history = trainer.fit(progress=progress)
+        self.timings["train_s"] = time.perf_counter() - t0
+        self.train_config = cfg
+        return self
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def _embed_slices(self, slices) -> np.ndarray:
+        x, adj, _ = self._prepare(slices)
+        self.net.eval()
+        z = self.net.encoder(SparseMatrix(x, self.device), SparseMatrix(normalized_adjacency(adj), self.device, symmetric=True))
+        return z.cpu().numpy()
+
+    def get_latent_representation(self, adata=None) -> np.ndarray:
+        """The embedding (spots x 64) of the training data, or of ``adata`` (same genes needed)."""
+        if adata is None:
+            return self._embed_slices(self.slices)
+        slices, _, _ = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
+        for i, a in enumerate(slices):
+            check_coordinates(a, self.params["spatial_key"], i if len(slices) > 1 else None)
+        return self._embed_slices(slices)
+
+    def embed(self, adata=None, key_added: str = "X_spotscape") -> np.ndarray:
+        """Compute the embedding and write it to ``obsm[key_added]`` of the training AnnData (or of
+        ``adata``), with the parameters in ``uns['spotscape']``; returns it (all slices stacked)."""
+        target = self._input if adata is None else adata
+        z = self.get_latent_representation(adata)
+        slices, _, positions = split_slices(target, self.slice_key if isinstance(target, ad.AnnData) else None)
+        info = self.uns_info()
+        if isinstance(target, ad.AnnData):
+            if positions is None:
+                target.obsm[key_added] = z
+            else:
+                full = np.zeros((target.n_obs, z.shape[1]), dtype=z.dtype)
+                start = 0
+                for p in positions:
+                    full[p] = z[start : start + len(p)]
+                    start += len(p)
+                target.obsm[key_added] = full
+            target.uns["spotscape"] = info
+        else:
+            start = 0
+            for a in slices:
+                a.obsm[key_added] = z[start : start + a.n_obs]
+                a.uns["spotscape"] = info
+                start += a.n_obs
+        return z
+
+    def uns_info(self) -> dict:
+        info = {"version": __version__, "genes": len(self.genes), "slices": list(self.slice_names)}
+        info.update({k: v for k, v in self.params.items() if v is not None})
+        if self.train_config is not None:
+            info["train"] = {k: v for k, v in asdict(self.train_config).items() if v is not None}
+            info["epochs_run"] = len(self.history)
+        return info
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str) -> None:
+        """Weights and configuration in one file (tensors and JSON; no pickled code)."""
+        payload = {
+            "format": "spotscape-model",
+            "format_version": 1,
+            "config": json.dumps({"params": self.params, "genes": self.genes, "slice_key": self.slice_key,
+                                  "slice_names": self.slice_names,
+                                  "train": asdict(self.train_config) if self.train_config else None}),
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+        }
+        path = os.path.abspath(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path: str, adata=None, device: str = "auto") -> "Spotscape":
+        """Load a saved model (``torch.load(weights_only=True)``: nothing in the file is executed).
+
+        ``adata``: the data to attach (for ``embed()`` without arguments); it must hold the model's genes.
+        """
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != "spotscape-model":
+            raise SpotscapeInputError(f"{path!r} is not a model saved by Spotscape.save().")
+        cfg = json.loads(payload["config"])
+        self = cls.__new__(cls)
+        self.params, self.genes = cfg["params"], cfg["genes"]
+        self.slice_key, self.slice_names = cfg["slice_key"], cfg["slice_names"]
+        self.train_config = TrainConfig(**cfg["train"]) if cfg["train"] else None
+        self.device = resolve_device(device)
+        self.timings, self.history = {}, []
+        self.net = SpotscapeNet(len(self.genes), tuple(self.params["hidden"]))
+        self.net.load_state_dict(payload["state_dict"])
+        self.net.to(self.device)
+        self._input = adata
+        if adata is not None:
+            self.slices, self.slice_names, self._positions = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
+        else:
+            self.slices, self._positions = [], None
+        return self

@@ -1,0 +1,127 @@
+"""Spotscape's losses, as in METHOD.md.
+
+Z1, Z2 are the embeddings of the two augmented views; every loss L2-normalises them first.
+
+- similarity telescope  L_SC = MSE(S, S^T),  S = Z1 Z2^T
+- reconstruction        L_RE = (MSE(X, X^1) + MSE(X, X^2)) / 2
+- similarity scaling    L_SS = mean_i (topk_own(i) - topk_other(i))^2
+- prototypical CL       L_PCL = mean_t CE(cos(z1, C_t) / tau, cluster_t)
+
+``similarity_telescope`` and ``reconstruction`` give the same values (and gradients) as the
+dense formulas in ``*_dense`` below, but never build the N x N or N x genes matrices:
+||S - S^T||^2 = 2 tr(G1 G2) - 2 tr(C C) with the d x d Grams G1 = Z1^T Z1, G2 = Z2^T Z2,
+C = Z2^T Z1; and ||X - (H W^T + b)||^2 expands into the sparse product X W and 256 x 256 Grams.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._sparse import SparseMatrix
+
+
+def similarity_telescope(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """MSE(S, S^T) for S = normalize(Z1) normalize(Z2)^T, in O(N d^2) time and O(N d) memory."""
+    a = F.normalize(z1, dim=1).double()
+    b = F.normalize(z2, dim=1).double()
+    n = a.shape[0]
+    sq_norm = ((a.T @ a) * (b.T @ b)).sum()  # ||S||_F^2 = tr(G1 G2)
+    c = b.T @ a
+    trace_ss = (c * c.T).sum()  # tr(S S) = tr(C C)
+    return (2.0 * (sq_norm - trace_ss) / (n * n)).float()
+
+
+def similarity_telescope_dense(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """The literal formula (N x N); for tests and small inputs."""
+    s = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T
+    return F.mse_loss(s, s.T)
+
+
+def reconstruction(x: SparseMatrix, hidden: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """L_RE = mean over views v of MSE(X, X^v), X^v = H_v W^T + b (the decoder's last, linear layer),
+    over all N x G entries, without forming any N x G matrix:
+
+    ||X - X^v||^2 = ||X||^2 - 2 <X, X^v> + ||X^v||^2, with
+    <X, X^v> = sum(H_v * (X W)) + b . colsum(X)   (X W: one sparse product, shared by the views)
+    ||X^v||^2 = sum((H_v^T H_v) * (W^T W)) + 2 (1^T H_v) W^T b + N ||b||^2.
+    """
+    n, g = x.shape
+    xw = x.mm(weight)  # N x hidden
+    ww = (weight.T @ weight).double()
+    wb = weight.T @ bias
+    b_sq = (bias.double() ** 2).sum()
+    b_cross = (bias * x.col_sum).sum().double()
+    total = 0.0
+    for h in hidden:
+        cross = (h * xw).sum().double() + b_cross
+        pred_sq = ((h.T @ h).double() * ww).sum() + 2.0 * (h.sum(0) @ wb).double() + n * b_sq
+        total = total + (x.sum_sq - 2.0 * cross + pred_sq) / (n * g)
+    return (total / len(hidden)).float()
+
+
+def reconstruction_dense(x: torch.Tensor, predictions: list[torch.Tensor]) -> torch.Tensor:
+    """The literal formula; for tests and small inputs."""
+    return sum(F.mse_loss(p, x) for p in predictions) / len(predictions)
+
+
+def _topk_mean(query: torch.Tensor, keys: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+    """Mean of each query's k largest similarities to ``keys`` (both normalised).
+
+    The top-k indices are searched without gradient, chunk by chunk (memory O(chunk x len(keys))),
+    and the chosen similarities are recomputed with gradient: the same value and gradient as
+    ``topk`` on the full matrix.
+    """
+    k = min(k, keys.shape[0])
+    out = []
+    for start in range(0, query.shape[0], chunk):
+        q = query[start : start + chunk]
+        with torch.no_grad():
+            idx = (q @ keys.T).topk(k, dim=1).indices
+        out.append((q.unsqueeze(1) * keys[idx]).sum(-1).mean(1))
+    return torch.cat(out)
+
+
+def similarity_scaling(z1: torch.Tensor, z2: torch.Tensor, slices: list[torch.Tensor], k: int = 5) -> torch.Tensor:
+    """L_SS: each spot's mean top-k similarity within its own slice should equal that to every other slice.
+
+    ``slices`` holds the row indices of each slice; S is the cross-view similarity (view-1 rows,
+    view-2 columns), as for L_SC. As published, the own-slice top-k includes the spot's own
+    counterpart in view 2. Summed over ordered slice pairs (s, t), each the mean over the spots of s
+    (for two slices this is the published value exactly).
+    """
+    a = F.normalize(z1, dim=1)
+    b = F.normalize(z2, dim=1)
+    terms = []
+    for s, own in enumerate(slices):
+        own_sim = _topk_mean(a[own], b[own], k)
+        for t, other in enumerate(slices):
+            if t != s:
+                terms.append(((own_sim - _topk_mean(a[own], b[other], k)) ** 2).mean())
+    if not terms:
+        return z1.new_zeros(())
+    return torch.stack(terms).sum()
+
+
+def similarity_scaling_dense(z1: torch.Tensor, z2: torch.Tensor, slices: list[torch.Tensor], k: int = 5) -> torch.Tensor:
+    """The literal formula on the N x N matrix; for tests."""
+    s = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T
+    total = z1.new_zeros(())
+    for i, own in enumerate(slices):
+        inside = s[own][:, own].topk(k, dim=1).values.mean(1)
+        for j, other in enumerate(slices):
+            if i != j:
+                total = total + F.mse_loss(inside, s[own][:, other].topk(k, dim=1).values.mean(1))
+    return total
+
+
+def prototypical_contrastive(
+    z1: torch.Tensor, prototypes: list[tuple[torch.Tensor, torch.Tensor]], tau: float = 0.75
+) -> torch.Tensor:
+    """L_PCL: cross-entropy pulling each view-1 embedding to its cluster's centroid.
+
+    ``prototypes`` holds, per granularity, (centroids K x d, assignment of every spot);
+    logits are cosine similarities over ``tau``; the loss is averaged over granularities.
+    """
+    a = F.normalize(z1, dim=1)
+    losses = [F.cross_entropy(a @ F.normalize(c, dim=1).T / tau, labels) for c, labels in prototypes]
+    return torch.stack(losses).mean()

@@ -1,0 +1,54 @@
+"""Spotscape's network (METHOD.md, "Model"): a 2-layer GCN encoder and an MLP decoder.
+
+Encoder: z = ReLU(BN(Â ReLU(BN(Â X W1)) W2)), widths 256 and 64.
+Decoder: X^ = ReLU(BN(z D1)) D2, 64 -> 256 -> genes (the last layer linear).
+The input X is a fixed sparse matrix; a view's gene mask m (1 = kept) enters as X diag(m) W1.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._sparse import SparseMatrix
+
+BN_MOMENTUM = 0.99  # as published (PyG BatchNorm(momentum=0.99)): running stats follow the last batches
+
+
+class GCNEncoder(nn.Module):
+    def __init__(self, n_genes: int, hidden: tuple[int, ...] = (256, 64)):
+        super().__init__()
+        dims = (n_genes, *hidden)
+        self.weights = nn.ParameterList(
+            [nn.Parameter(nn.init.xavier_uniform_(torch.empty(i, o))) for i, o in zip(dims[:-1], dims[1:])]
+        )
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(o)) for o in hidden])
+        self.norms = nn.ModuleList([nn.BatchNorm1d(o, momentum=BN_MOMENTUM) for o in hidden])
+
+    def forward(self, x: SparseMatrix | torch.Tensor, adj: SparseMatrix, gene_mask: torch.Tensor | None = None):
+        w = self.weights[0] if gene_mask is None else self.weights[0] * gene_mask[:, None]
+        h = x.mm(w) if isinstance(x, SparseMatrix) else x @ w
+        for layer, (b, norm) in enumerate(zip(self.biases, self.norms)):
+            if layer > 0:
+                h = h @ self.weights[layer]
+            h = torch.relu(norm(adj.mm(h) + b))
+        return h
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, n_genes: int, latent: int = 64, hidden: int = 256):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(latent, hidden), nn.BatchNorm1d(hidden, momentum=BN_MOMENTUM), nn.ReLU())
+        self.out = nn.Linear(hidden, n_genes)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(z))
+
+
+class SpotscapeNet(nn.Module):
+    def __init__(self, n_genes: int, hidden: tuple[int, ...] = (256, 64), decoder_hidden: int = 256):
+        super().__init__()
+        self.encoder = GCNEncoder(n_genes, hidden)
+        self.decoder = MLPDecoder(n_genes, hidden[-1], decoder_hidden)
+
+    def forward(self, x, adj, gene_mask=None):
+        return self.encoder(x, adj, gene_mask)

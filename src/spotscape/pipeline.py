@@ -1,0 +1,161 @@
+"""The end-to-end run behind ``spotscape run`` and ``spotscape demo``: read, train, embed, cluster,
+score, and write ``result.h5ad``, ``metrics.json`` and ``domains.png`` all or nothing."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from importlib.metadata import version
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import sklearn
+import torch
+
+from . import __version__, pl, tl
+from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_writable
+from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
+from .metrics import cluster_scores
+
+OUTPUTS = ("result.h5ad", "metrics.json", "domains.png")
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def n_true_domains(slices, label_key) -> int:
+    labels = pd.concat([a.obs[label_key] for a in slices]).dropna().astype(str)
+    return int(labels[labels != "nan"].nunique())
+
+
+def run(
+    slices: list[ad.AnnData],
+    names: list[str],
+    out: str,
+    n_domains: int | None = None,
+    label_key: str | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    lr: float | None = None,
+    device: str = "auto",
+    counts: bool = True,
+    n_top_genes: int = 5000,
+    published: bool = False,
+    progress: bool = True,
+    save_model: bool = False,
+    timings: dict | None = None,
+) -> dict:
+    """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
+
+    ``n_domains``: given, else the number of distinct labels in ``label_key``, else estimated.
+    ``published``: the published schedule (1,000 epochs) instead of the fast default.
+    Returns the metrics dictionary written to metrics.json.
+    """
+    timings = dict(timings or {})
+    check_writable(out)
+    check_label_key(slices, label_key)
+    n_spots = sum(a.n_obs for a in slices)
+    if label_key and n_domains is None:
+        n_domains = n_true_domains(slices, label_key)
+    check_n_domains(n_domains, n_spots)
+    if len(set(names)) != len(names):
+        names = [f"{n}_{i}" for i, n in enumerate(names)]
+
+    model = Spotscape(slices, n_domains=n_domains, seed=seed, device=device, counts=counts, n_top_genes=n_top_genes)
+    if published:
+        sched = PUBLISHED_MULTI if len(slices) > 1 else PUBLISHED_SINGLE
+        epochs = epochs or sched["epochs"]
+        lr = lr or sched["lr"]
+    model.fit(epochs=epochs, lr=lr, progress=progress)
+    t0 = time.perf_counter()
+    z = model.get_latent_representation()
+    timings["embed_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same")
+    if not joint.obs_names.is_unique:
+        joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
+    joint.obsm["X_spotscape"] = z
+    joint.uns["spotscape"] = model.uns_info()
+    tl.domains(joint, n_domains=n_domains, seed=seed)
+    timings["cluster_s"] = time.perf_counter() - t0
+    for k, v in model.timings.items():
+        timings[k] = v
+
+    metrics = {
+        "spotscape_version": __version__,
+        "spots": int(joint.n_obs),
+        "genes_input": int(joint.n_vars),
+        "genes_model": len(model.genes),
+        "slices_names": list(names),
+        "n_domains": int(joint.uns["spotscape"]["n_domains"]),
+        "n_domains_source": "given" if n_domains is not None and not label_key else ("labels" if label_key else "estimated"),
+        "seed": seed,
+        "device": str(model.device),
+        "epochs_run": len(model.history),
+        "lr": model.train_config.lr,
+        "final_loss": model.history[-1]["loss"] if model.history else None,
+        "versions": {
+            "python": platform.python_version(), "torch": torch.__version__, "anndata": version("anndata"),
+            "scanpy": version("scanpy"), "scikit-learn": sklearn.__version__, "numpy": np.__version__,
+        },
+    }
+    if "n_domains_scores" in joint.uns["spotscape"]:
+        metrics["n_domains_scores"] = joint.uns["spotscape"]["n_domains_scores"]
+    scores = {}
+    if label_key:
+        truth = joint.obs[label_key]
+        pred = joint.obs["spotscape_domain"]
+        for name in names:
+            m = (joint.obs["slice"] == name).to_numpy()
+            scores[name] = cluster_scores(truth[m], pred[m], z[m], seed=seed)
+        metrics["slices"] = scores
+        metrics["pooled"] = cluster_scores(truth, pred, z, seed=seed)
+
+    tmp = tempfile.mkdtemp(prefix=".spotscape-", dir=os.path.dirname(os.path.abspath(out)) or ".")
+    try:
+        t0 = time.perf_counter()
+        per_slice = [joint[(joint.obs["slice"] == n).to_numpy()] for n in names]
+        pl.domains(per_slice, names, truth_key=label_key, path=os.path.join(tmp, "domains.png"), scores=scores)
+        joint.write_h5ad(os.path.join(tmp, "result.h5ad"), compression="gzip")
+        if save_model:
+            model.save(os.path.join(tmp, "model.pt"))
+        timings["write_s"] = time.perf_counter() - t0
+        metrics["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+        metrics["seconds_total"] = round(sum(timings.values()), 3)
+        metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
+        with open(os.path.join(tmp, "metrics.json"), "w") as fh:
+            json.dump(metrics, fh, indent=2)
+        os.makedirs(out, exist_ok=True)
+        for f in os.listdir(tmp):
+            os.replace(os.path.join(tmp, f), os.path.join(out, f))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
+
+
+def pca_kmeans_ari(adata: ad.AnnData, label_key: str, n_domains: int, seed: int = 0, n_top_genes: int = 3000, smooth: bool = False) -> float:
+    """Floors: PCA (50) of log-normalised HVGs then k-means; ``smooth`` averages each spot's PCs with its
+    6 nearest spots first."""
+    from sklearn.cluster import KMeans
+    from sklearn.neighbors import NearestNeighbors
+
+    a = adata.copy()
+    sc.pp.highly_variable_genes(a, n_top_genes=min(n_top_genes, a.n_vars - 1), flavor="seurat_v3")
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    a = a[:, a.var["highly_variable"]].copy()
+    sc.pp.pca(a, n_comps=50, random_state=seed)
+    pcs = a.obsm["X_pca"]
+    if smooth:
+        idx = NearestNeighbors(n_neighbors=7).fit(a.obsm["spatial"]).kneighbors(a.obsm["spatial"])[1]
+        pcs = pcs[idx].mean(1)
+    pred = KMeans(n_domains, n_init=10, random_state=seed).fit_predict(pcs)
+    return cluster_scores(a.obs[label_key], pred)["ari"]

@@ -25,6 +25,7 @@ def _to_torch_csr(m: sp.csr_matrix, device) -> torch.Tensor:
         torch.from_numpy(m.data),
         size=m.shape,
         device=device,
+        check_invariants=False,
     )
 
 
@@ -39,23 +40,41 @@ class _SparseMM(torch.autograd.Function):
         return None, None, ctx.a_t @ grad
 
 
+DENSE_ABOVE = 0.15  # fill fraction above which dense products are faster (measured on DLPFC and the demo)
+DENSE_MAX_BYTES = 2 << 30
+
+
 class SparseMatrix:
-    """A fixed sparse matrix ``A`` (n x m) usable in differentiable products ``A @ B``."""
+    """A fixed matrix ``A`` (n x m) usable in differentiable products ``A @ B``.
+
+    Stored as CSR (with its transpose) when sparse; as a dense tensor when more than 15 % of it is
+    filled and it takes under 2 GB, where a dense product is faster on a CPU.
+    """
 
     def __init__(self, matrix, device="cpu", symmetric: bool = False):
         m = sp.csr_matrix(matrix, dtype=np.float32)
         self.shape = m.shape
         self.nnz = m.nnz
-        self._a = _to_torch_csr(m, device)
-        self._a_t = self._a if symmetric else _to_torch_csr(m.T.tocsr(), device)
+        n_cells = max(m.shape[0] * m.shape[1], 1)
+        self.dense = m.nnz / n_cells > DENSE_ABOVE and n_cells * 4 < DENSE_MAX_BYTES
+        if self.dense:
+            self._a = torch.from_numpy(m.toarray()).to(device)
+            self._a_t = self._a.T
+        else:
+            self._a = _to_torch_csr(m, device)
+            self._a_t = self._a if symmetric else _to_torch_csr(m.T.tocsr(), device)
         data = m.data.astype(np.float64)
         self.sum_sq = float((data**2).sum())
         self.col_sum = torch.from_numpy(np.asarray(m.sum(axis=0), dtype=np.float32).ravel()).to(device)
 
     def mm(self, dense: torch.Tensor) -> torch.Tensor:
         """``A @ dense``, differentiable in ``dense``."""
+        if self.dense:
+            return self._a @ dense
         return _SparseMM.apply(self._a, self._a_t, dense)
 
     def tmm(self, dense: torch.Tensor) -> torch.Tensor:
         """``A^T @ dense``, differentiable in ``dense``."""
+        if self.dense:
+            return self._a_t @ dense
         return _SparseMM.apply(self._a_t, self._a, dense)

@@ -104,5 +104,7 @@ def check_writable(path: str) -> None:
     parent = path
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise SpotscapeInputError(f"cannot create {path!r}: {parent!r} is a file, not a folder; choose another --out.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise SpotscapeInputError(f"cannot write to {parent!r} (permission denied); choose a writable --out.")

@@ -64,7 +64,7 @@ def simulate_tissue(
         effects[d, m] = marker_effect * rng.uniform(0.7, 1.3, len(m))
     programs = np.zeros((n_cell_programs, n_genes))
     for p in range(n_cell_programs):
-        m = rng.choice(n_genes, 3 * markers_per_domain, replace=False)
+        m = rng.choice(n_genes, min(3 * markers_per_domain, n_genes), replace=False)
         programs[p, m] = marker_effect * rng.uniform(0.7, 1.3, len(m))
     mix = rng.dirichlet(np.full(n_cell_programs, 0.5), len(depth))
 

@@ -1,0 +1,106 @@
+"""DLPFC benchmark (issue #2): each of the four donor-3 slices alone and the four integrated,
+several seeds, k-means with the true k. Every run is its own process (`spotscape run`), so wall
+time and peak memory are that run's own, reading to written outputs.
+
+    python benchmarks/dlpfc.py --seeds 5                      # the README table
+    python benchmarks/dlpfc.py --seeds 1 --published --only 151673   # the published schedule, for the time ratio
+
+Writes benchmarks/results/dlpfc.json and dlpfc.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("SPOTSCAPE_DATA", HERE.parents[1] / "shared" / "data")) / "dlpfc_subject3_banksy"
+SLICES = ["151673", "151674", "151675", "151676"]
+PUBLISHED_S_PER_EPOCH = 4.0  # METHOD.md: the published code on 151673 on this machine
+PAPER = {"151673": 0.48, "integrated": 0.57}
+
+
+def run_spotscape(files, seed, extra):
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "spotscape.cli", "run", *map(str, files), "--out", tmp, "--label-key", "layer_guess",
+               "--seed", str(seed), "--quiet", "--device", "cpu", *extra]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            return {"error": res.stderr[-2000:]}
+        return json.loads(Path(tmp, "metrics.json").read_text())
+
+
+def floors(seed):
+    from spotscape.pipeline import pca_kmeans_ari
+
+    out = {}
+    for s in SLICES:
+        a = ad.read_h5ad(DATA / f"{s}.h5ad")
+        out[s] = {"pca": pca_kmeans_ari(a, "layer_guess", 7, seed), "pca_smoothed": pca_kmeans_ari(a, "layer_guess", 7, seed, smooth=True)}
+    return out
+
+
+def ms(vals):
+    vals = [v for v in vals if v is not None]
+    return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if vals else "–"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--only", nargs="*", help="subset of: 151673 151674 151675 151676 integrated")
+    ap.add_argument("--published", action="store_true", help="published schedule (1,000 epochs)")
+    ap.add_argument("--out", default=str(HERE / "results" / "dlpfc"))
+    args = ap.parse_args()
+    extra = ["--published"] if args.published else []
+    jobs = [(s, [DATA / f"{s}.h5ad"]) for s in SLICES] + [("integrated", [DATA / f"{s}.h5ad" for s in SLICES])]
+    if args.only:
+        jobs = [j for j in jobs if j[0] in args.only]
+    runs = []
+    for name, files in jobs:
+        for seed in range(args.seeds):
+            m = run_spotscape(files, seed, extra)
+            runs.append({"dataset": name, "seed": seed, "metrics": m})
+            if "error" in m:
+                print(f"{name} seed {seed}: FAILED {m['error'][-300:]}", flush=True)
+            else:
+                print(f"{name} seed {seed}: ARI {m['pooled']['ari']:.3f} NMI {m['pooled']['nmi']:.3f} CA {m['pooled']['ca']:.3f} "
+                      f"{m['seconds_total']:.1f} s {m['peak_memory_mb']:.0f} MB", flush=True)
+    fl = floors(0) if not args.published else {}
+    result = {"runs": runs, "floors": fl, "published_s_per_epoch": PUBLISHED_S_PER_EPOCH, "schedule": "published" if args.published else "fast"}
+    Path(args.out + ".json").write_text(json.dumps(result, indent=1))
+
+    lines = ["| data | ARI | NMI | CA | per-slice ARI (integrated) | wall s (median) | peak MB (median) | published code, est. s | PCA+k-means ARI | smoothed-PCA floor ARI |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, _ in jobs:
+        ok = [r["metrics"] for r in runs if r["dataset"] == name and "error" not in r["metrics"]]
+        if not ok:
+            lines.append(f"| {name} | failed | | | | | | | | |")
+            continue
+        pooled = [m["pooled"] for m in ok]
+        per = ""
+        if name == "integrated":
+            per = ", ".join(f"{s}: {np.mean([m['slices'][s]['ari'] for m in ok]):.2f}" for s in SLICES)
+        est = ok[0]["epochs_run"] and PUBLISHED_S_PER_EPOCH * 1000 * (sum(a["spots"] for a in ok[:1]) / 3639) ** 2
+        f = fl.get(name, {})
+        lines.append(
+            f"| {name} | {ms([p['ari'] for p in pooled])} | {ms([p['nmi'] for p in pooled])} | {ms([p['ca'] for p in pooled])} | {per} | "
+            f"{np.median([m['seconds_total'] for m in ok]):.1f} | {np.median([m['peak_memory_mb'] for m in ok]):.0f} | "
+            f"{'%.0f' % est if name != 'integrated' else '–'} | {f.get('pca', float('nan')):.3f} | {f.get('pca_smoothed', float('nan')):.3f} |")
+    n_ok = len([r for r in runs if "error" not in r["metrics"]])
+    lines.append("")
+    lines.append(f"{n_ok}/{len(runs)} runs, seeds 0-{args.seeds - 1}, schedule: {result['schedule']}; mean ± sd over seeds; k-means (10 restarts) with the true k on labelled spots. "
+                 "Wall time and peak memory are per run (own process), reading to written outputs. Published-code estimate: 4 s/epoch x 1,000 epochs (METHOD.md, 151673).")
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

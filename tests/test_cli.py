@@ -1,0 +1,66 @@
+"""The CLI end to end: on the built-in demo, and on a real DLPFC slice where it must beat PCA + k-means."""
+import json
+import os
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+
+from spotscape.cli import main
+from spotscape.pipeline import pca_kmeans_ari
+
+from conftest import shared_data
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n-spots", "800", "--epochs", "40", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "ARI" in printed
+    assert sorted(os.listdir(out)) == ["domains.png", "metrics.json", "result.h5ad"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["pooled"]["ari"] > m["pca_kmeans_ari"] + 0.2
+    r = ad.read_h5ad(out / "result.h5ad")
+    assert r.obsm["X_spotscape"].shape == (800, 64)
+    assert r.obs["spotscape_domain"].nunique() == 5 and "slice" in r.obs
+
+
+def test_run_real_slice_beats_pca(tmp_path):
+    path = shared_data("dlpfc_subject3_banksy/151673.h5ad")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "spotscape.cli", "run", str(path), "--out", str(out), "--label-key", "layer_guess",
+           "--epochs", "40", "--quiet", "--seed", "0"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_domains"] == 7 and m["spots"] == 3639 and m["genes_model"] == 5000
+    assert set(m["pooled"]) >= {"ari", "nmi", "ca", "silhouette"}
+    assert set(m["slices"]["151673"]) >= {"ari", "nmi", "ca", "silhouette"}
+    assert m["peak_memory_mb"] > 0 and m["seconds"]["train_s"] > 0 and m["versions"]["torch"]
+    floor = pca_kmeans_ari(ad.read_h5ad(path), "layer_guess", 7, seed=0)
+    assert m["pooled"]["ari"] > floor + 0.05, (m["pooled"]["ari"], floor)
+
+
+def test_run_without_k_or_labels_and_several_inputs(tmp_path):
+    from spotscape.datasets import simulate_tissue
+
+    a = simulate_tissue(n_spots=500, n_genes=200, n_domains=4, seed=1)
+    b = simulate_tissue(n_spots=500, n_genes=200, n_domains=4, seed=1)
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b.write_h5ad(tmp_path / "b.h5ad")
+    out = tmp_path / "o"
+    assert main(["run", str(tmp_path / "a.h5ad"), str(tmp_path / "b.h5ad"), "--out", str(out), "--epochs", "10", "--quiet",
+                 "--save-model"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_domains_source"] == "estimated" and 3 <= m["n_domains"] <= 12
+    assert "pooled" not in m
+    r = ad.read_h5ad(out / "result.h5ad")
+    assert list(r.obs["slice"].unique()) == ["a", "b"]
+    assert os.path.exists(out / "model.pt")
+
+
+def test_help():
+    res = subprocess.run([sys.executable, "-m", "spotscape.cli", "run", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "--n-domains" in res.stdout

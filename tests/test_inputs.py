@@ -1,0 +1,138 @@
+"""Every bad input gets one clear error, before any training, and a failed run writes nothing."""
+import os
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spotscape import Spotscape, SpotscapeInputError
+from spotscape.cli import main
+
+
+@pytest.fixture
+def good(small_tissue):
+    return small_tissue.copy()
+
+
+def _cli_fails(tmp_path, capsys, adatas, *extra, match):
+    paths = []
+    for i, a in enumerate(adatas):
+        p = tmp_path / f"in{i}.h5ad"
+        a.write_h5ad(p)
+        paths.append(str(p))
+    out = tmp_path / "out"
+    rc = main(["run", *paths, "--out", str(out), "--epochs", "2", "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert match in err, err
+    assert not out.exists() or not os.listdir(out)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".spotscape-")]
+
+
+def test_missing_coordinates(good, tmp_path, capsys):
+    del good.obsm["spatial"]
+    with pytest.raises(SpotscapeInputError, match=r"no obsm\['spatial'\]"):
+        Spotscape(good)
+    _cli_fails(tmp_path, capsys, [good], match="obsm['spatial']")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_coordinates(good, tmp_path, capsys, bad):
+    good.obsm["spatial"][5, 0] = bad
+    _cli_fails(tmp_path, capsys, [good], match="missing, NaN or infinite coordinates")
+
+
+def test_coordinates_not_2d(good):
+    good.obsm["spatial"] = np.column_stack([good.obsm["spatial"], np.zeros(good.n_obs)])
+    with pytest.raises(SpotscapeInputError, match="2-D coordinates"):
+        Spotscape(good)
+
+
+def test_negative_and_nonfinite_values(good, tmp_path, capsys):
+    x = good.X.toarray()
+    x[0, 0] = -1
+    good.X = sp.csr_matrix(x)
+    _cli_fails(tmp_path, capsys, [good], match="negative values")
+    x[0, 0] = np.nan
+    good.X = sp.csr_matrix(x)
+    with pytest.raises(SpotscapeInputError, match="NaN or infinite"):
+        Spotscape(good)
+
+
+def test_non_integer_needs_switch(good, tmp_path, capsys):
+    import scanpy as sc
+
+    sc.pp.normalize_total(good, target_sum=1e4)
+    sc.pp.log1p(good)
+    _cli_fails(tmp_path, capsys, [good], match="--normalized")
+    m = Spotscape(good, counts=False, device="cpu")  # the documented switch
+    assert len(m.genes) == good.n_vars
+
+
+def test_duplicate_names(good):
+    b = good.copy()
+    b.obs_names = ["same"] * b.n_obs
+    with pytest.raises(SpotscapeInputError, match="duplicate spot names"):
+        Spotscape(b)
+    c = good.copy()
+    c.var_names = ["g"] * c.n_vars
+    with pytest.raises(SpotscapeInputError, match="duplicate gene names"):
+        Spotscape(c)
+
+
+def test_empty_slice(good):
+    with pytest.raises(SpotscapeInputError, match="empty"):
+        Spotscape([good, good[:0].copy()])
+
+
+def test_domains_count(good, tmp_path, capsys):
+    _cli_fails(tmp_path, capsys, [good[:5].copy()], "--n-domains", "7", match="more than the 5 spots")
+    with pytest.raises(SpotscapeInputError, match="integer >= 2"):
+        Spotscape(good, n_domains=1)
+
+
+def test_slices_without_common_genes(good, tmp_path, capsys):
+    b = good.copy()
+    b.var_names = [f"other{i}" for i in range(b.n_vars)]
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    _cli_fails(tmp_path, capsys, [good, b], match="no gene in common")
+
+
+def test_missing_label_key(good, tmp_path, capsys):
+    _cli_fails(tmp_path, capsys, [good], "--label-key", "layer", match="label key 'layer' is not a column")
+
+
+def test_unwritable_output(good, tmp_path, capsys):
+    p = tmp_path / "in.h5ad"
+    good.write_h5ad(p)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc = main(["run", str(p), "--out", str(blocker), "--epochs", "1", "--quiet"])
+    assert rc == 2 and "not a folder" in capsys.readouterr().err
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permissions: use a path under a file instead
+            target = str(blocker / "sub")
+        else:
+            target = str(ro / "out")
+        rc = main(["run", str(p), "--out", target, "--epochs", "1", "--quiet"])
+        assert rc == 2
+    finally:
+        ro.chmod(0o700)
+
+
+def test_failure_during_write_leaves_nothing(good, tmp_path, monkeypatch):
+    from spotscape import pipeline
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline.pl, "domains", boom)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        pipeline.run([good], ["s"], str(out), n_domains=3, epochs=2, progress=False)
+    assert not out.exists()
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".spotscape-")]

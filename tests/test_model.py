@@ -1,0 +1,79 @@
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+
+from spotscape import Spotscape, tl
+from spotscape.datasets import simulate_tissue
+from spotscape.metrics import cluster_scores
+
+
+def _fit(adata, seed=0, epochs=15, **kw):
+    return Spotscape(adata, seed=seed, device="cpu", **kw).fit(epochs=epochs, progress=False)
+
+
+def test_same_seed_same_embedding_and_input_untouched(small_tissue):
+    a = small_tissue.copy()
+    before = a.X.copy()
+    m1 = _fit(a)
+    assert "X_spotscape" not in a.obsm  # fitting does not write into the user's AnnData
+    assert (a.X != before).nnz == 0
+    z1 = m1.embed()
+    z2 = _fit(small_tissue.copy()).embed()
+    assert np.array_equal(z1, z2)
+    z3 = _fit(small_tissue.copy(), seed=1).embed()
+    assert not np.allclose(z1, z3)
+    assert a.obsm["X_spotscape"].shape == (a.n_obs, 64)
+    assert a.uns["spotscape"]["epochs_run"] == 15
+
+
+def test_save_load_round_trip(tmp_path, small_tissue):
+    a = small_tissue.copy()
+    m = _fit(a)
+    z = m.embed()
+    m.save(str(tmp_path / "m.pt"))
+    m2 = Spotscape.load(str(tmp_path / "m.pt"), adata=small_tissue.copy())
+    assert np.array_equal(m2.get_latent_representation(), z)
+    assert m2.genes == m.genes
+    # the file holds tensors and JSON only: it loads with weights_only=True
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload["format"] == "spotscape-model"
+
+
+def test_learns_domains_on_simulated_tissue():
+    a = simulate_tissue(n_spots=1200, n_genes=400, n_domains=4, seed=5)
+    m = _fit(a, epochs=60)
+    m.embed()
+    tl.domains(a, n_domains=4)
+    ari = cluster_scores(a.obs["domain"], a.obs["spotscape_domain"])["ari"]
+    assert ari > 0.5
+
+
+def test_several_slices_and_slice_key(small_tissue):
+    b = small_tissue.copy()
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    both = ad.concat([small_tissue, b], label="sample", keys=["s1", "s2"])
+    m = Spotscape(both, slice_key="sample", n_domains=4, seed=0, device="cpu").fit(epochs=6, progress=False, warmup=0.5)
+    assert set(m.history[-1]) >= {"re", "sc", "ss", "pcl"}
+    assert "pcl" not in m.history[0]
+    z = m.embed()
+    assert both.obsm["X_spotscape"].shape == (both.n_obs, 64) and z.shape == (both.n_obs, 64)
+    # rows are written back in the user's order
+    m2 = Spotscape([small_tissue.copy(), b], n_domains=4, seed=0, device="cpu").fit(epochs=6, progress=False)
+    assert len(m2.slices) == 2
+
+
+def test_losses_can_be_switched_off(small_tissue):
+    m = Spotscape(small_tissue.copy(), seed=0, device="cpu").fit(epochs=3, progress=False, w_re=0)
+    assert "re" not in m.history[0] and "sc" in m.history[0]
+    with pytest.raises(TypeError, match="unknown training option"):
+        m.fit(epochs=1, progress=False, w_typo=1)
+
+
+def test_domains_without_k_estimates_it(small_tissue):
+    a = small_tissue.copy()
+    _fit(a).embed()
+    tl.domains(a)
+    k = a.uns["spotscape"]["n_domains_estimated"]
+    assert a.obs["spotscape_domain"].nunique() == k
+    assert set(a.uns["spotscape"]["n_domains_scores"]) >= {"3", "4", "5"}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -59,8 +58,7 @@ def _demo(args) -> int:
                      device=args.device, progress=not args.quiet)
     floor = pipeline.pca_kmeans_ari(adata, "domain", m["n_domains"], seed=args.seed)
     m["pca_kmeans_ari"] = floor
-    with open(os.path.join(args.out, "metrics.json"), "w") as fh:
-        json.dump(m, fh, indent=2)
+    pipeline.write_json(os.path.join(args.out, "metrics.json"), m)
     _summary(m, args.out)
     print(f"ARI {m['pooled']['ari']:.3f} (PCA + k-means on the same data: {floor:.3f})")
     return 0

@@ -23,7 +23,7 @@ from .train import TrainConfig, Trainer, TrainingData
 # Defaults chosen by measurement (README, "Training schedule"); the published schedule is
 # TrainConfig() itself: 1,000 epochs at 1e-4 (one slice) or 5e-4 (several).
 FAST_SINGLE = dict(epochs=100, lr=1e-3)
-FAST_MULTI = dict(epochs=100, lr=1e-3)
+FAST_MULTI = dict(epochs=100, lr=2e-3)
 PUBLISHED_SINGLE = dict(epochs=1000, lr=1e-4)
 PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)
 
@@ -185,6 +185,8 @@ class Spotscape:
     def get_latent_representation(self, adata=None) -> np.ndarray:
         """The embedding (spots x 64) of the training data, or of ``adata`` (same genes needed)."""
         if adata is None:
+            if not self.slices:
+                raise SpotscapeInputError("this model holds no data: pass adata, or load it with Spotscape.load(path, adata=...).")
             return self._embed_slices(self.slices)
         slices, _, _ = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
         for i, a in enumerate(slices):

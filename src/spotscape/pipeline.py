@@ -26,6 +26,18 @@ from .metrics import cluster_scores
 OUTPUTS = ("result.h5ad", "metrics.json", "domains.png")
 
 
+def write_json(path: str, obj) -> None:
+    """Write JSON all or nothing (a temporary file, then an atomic rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -62,6 +74,7 @@ def run(
     check_writable(out)
     check_label_key(slices, label_key)
     n_spots = sum(a.n_obs for a in slices)
+    k_source = "given" if n_domains is not None else ("labels" if label_key else "estimated")
     if label_key and n_domains is None:
         n_domains = n_true_domains(slices, label_key)
     check_n_domains(n_domains, n_spots)
@@ -96,7 +109,7 @@ def run(
         "genes_model": len(model.genes),
         "slices_names": list(names),
         "n_domains": int(joint.uns["spotscape"]["n_domains"]),
-        "n_domains_source": "given" if n_domains is not None and not label_key else ("labels" if label_key else "estimated"),
+        "n_domains_source": k_source,
         "seed": seed,
         "device": str(model.device),
         "epochs_run": len(model.history),
@@ -131,8 +144,7 @@ def run(
         metrics["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         metrics["seconds_total"] = round(sum(timings.values()), 3)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
-        with open(os.path.join(tmp, "metrics.json"), "w") as fh:
-            json.dump(metrics, fh, indent=2)
+        write_json(os.path.join(tmp, "metrics.json"), metrics)
         os.makedirs(out, exist_ok=True)
         for f in os.listdir(tmp):
             os.replace(os.path.join(tmp, f), os.path.join(out, f))

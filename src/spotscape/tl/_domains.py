@@ -1,12 +1,47 @@
-"""Spatial domains: clustering of the representation."""
+"""Spatial domains: clustering of the representation, and optional spatial refinement."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
+from sklearn.mixture import GaussianMixture
 
 from .._cluster import estimate_n_domains
 from .._validate import SpotscapeInputError, check_n_domains
+from ..graph import spatial_graph
+
+METHODS = ("kmeans", "gmm", "leiden")
+
+
+def _leiden(z: np.ndarray, n_domains: int | None, seed: int, resolution: float = 1.0, max_steps: int = 30):
+    """Leiden on the kNN graph of ``z``; with ``n_domains``, bisect the resolution until that many come out."""
+    import anndata as ad
+    import scanpy as sc
+
+    tmp = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32))
+    tmp.obsm["z"] = z
+    sc.pp.neighbors(tmp, use_rep="z", n_neighbors=15, random_state=seed)
+
+    def run(res):
+        sc.tl.leiden(tmp, resolution=res, random_state=seed, flavor="igraph", n_iterations=2, directed=False, key_added="l")
+        return tmp.obs["l"].astype(int).to_numpy()
+
+    if n_domains is None:
+        return run(resolution), resolution
+    lo, hi = 0.01, 3.0
+    labels, res = run(resolution), resolution
+    for _ in range(max_steps):
+        k = len(np.unique(labels))
+        if k == n_domains:
+            break
+        if k < n_domains:
+            lo = res
+        else:
+            hi = res
+        res = (lo + hi) / 2
+        labels = run(res)
+    return labels, res
+
 
 def domains(
     adata,
@@ -15,26 +50,65 @@ def domains(
     method: str = "kmeans",
     key_added: str = "spotscape_domain",
     n_init: int = 10,
+    refine: bool = False,
+    spatial_key: str = "spatial",
     seed: int = 0,
 ) -> np.ndarray:
     """Cluster ``obsm[use_rep]`` into spatial domains and write ``obs[key_added]`` (categorical).
 
-    method "kmeans": k-means with ``n_init`` restarts on the raw embedding, as the paper evaluates.
-    Without ``n_domains`` the number is estimated (``estimate_n_domains``), and the scores per
-    candidate go to ``uns['spotscape']['n_domains_scores']``.
+    method: "kmeans" (``n_init`` restarts on the raw embedding, as the paper evaluates), "gmm"
+    (Gaussian mixture with one shared full covariance: mclust's "EEE" model, in Python) or
+    "leiden" (with ``n_domains``, the resolution is searched until that many domains come out).
+    Without ``n_domains``, kmeans/gmm estimate it (``estimate_n_domains``; the score per candidate
+    goes to ``uns['spotscape']['n_domains_scores']``) and leiden uses resolution 1.
+    ``refine``: also write ``obs[key_added + '_refined']``, each spot relabelled by the majority of
+    itself and its spatial neighbours (the slice's default spatial graph).
     """
     if use_rep not in adata.obsm:
         raise SpotscapeInputError(f"obsm[{use_rep!r}] is missing: run Spotscape(adata).fit() and .embed() first.")
-    z = np.asarray(adata.obsm[use_rep])
+    if method not in METHODS:
+        raise SpotscapeInputError(f"unknown domain method {method!r}; available: {', '.join(METHODS)}.")
+    z = np.asarray(adata.obsm[use_rep], dtype=np.float64)
     info = adata.uns.setdefault("spotscape", {})
-    if n_domains is None:
+    if n_domains is None and method != "leiden":
         n_domains, scores = estimate_n_domains(z, seed=seed)
         info["n_domains_estimated"] = int(n_domains)
         info["n_domains_scores"] = {str(k): v for k, v in scores.items()}
     check_n_domains(n_domains, adata.n_obs)
-    if method != "kmeans":
-        raise SpotscapeInputError(f"unknown domain method {method!r}; available: 'kmeans'.")
-    labels = KMeans(int(n_domains), n_init=n_init, random_state=seed).fit_predict(z)
-    adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(int(n_domains))])
-    info["n_domains"] = int(n_domains)
+    if method == "kmeans":
+        labels = KMeans(int(n_domains), n_init=n_init, random_state=seed).fit_predict(z)
+    elif method == "gmm":
+        labels = GaussianMixture(int(n_domains), covariance_type="tied", n_init=3, reg_covar=1e-4, random_state=seed).fit_predict(z)
+    else:
+        labels, info["leiden_resolution"] = _leiden(z, n_domains, seed)
+    labels = _relabel(labels)
+    k = int(labels.max()) + 1
+    adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
+    info["n_domains"] = k
+    info["domain_method"] = method
+    if refine:
+        refined = refine_labels(labels, np.asarray(adata.obsm[spatial_key]))
+        adata.obs[key_added + "_refined"] = pd.Categorical(refined.astype(str), categories=[str(i) for i in range(k)])
     return labels
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    """Consecutive integers 0..k-1."""
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def refine_labels(labels: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Majority vote of each spot and its spatial neighbours (ties keep the spot's own label)."""
+    g = spatial_graph(coords).tocsr()
+    labels = np.asarray(labels)
+    out = labels.copy()
+    k = labels.max() + 1
+    for i in range(len(labels)):
+        nb = g.indices[g.indptr[i] : g.indptr[i + 1]]
+        if len(nb) == 0:
+            continue
+        counts = np.bincount(np.concatenate([[labels[i]], labels[nb]]), minlength=k)
+        best = counts.max()
+        if counts[labels[i]] < best:
+            out[i] = counts.argmax()
+    return out

@@ -1,0 +1,72 @@
+"""How the default training schedule was chosen: ARI along training for several learning rates.
+
+    python benchmarks/schedule.py --slices 151673 --lrs 3e-4 1e-3 3e-3 --epochs 150 --every 25 --seeds 0 1
+    python benchmarks/schedule.py --slices 151673 151674 151675 151676 --lrs 1e-3 2e-3 --epochs 120 --every 20
+
+Prints one line per evaluation: the loss terms, pooled ARI and per-slice ARI (k-means, true k,
+mean over 3 k-means seeds), and the training seconds so far.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from spotscape import Spotscape
+from spotscape._sparse import SparseMatrix
+from spotscape.graph import edge_list
+from spotscape.metrics import cluster_scores
+from spotscape.train import TrainConfig, Trainer, TrainingData
+
+DATA = Path(os.environ.get("SPOTSCAPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "dlpfc_subject3_banksy"
+
+
+def curve(slices, lr, epochs, every, seed, options):
+    ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in slices]
+    model = Spotscape(ads if len(ads) > 1 else ads[0], seed=seed, device="cpu", n_domains=7)
+    x, adj, rows = model._prepare(model.slices)
+    data = TrainingData(SparseMatrix(x), edge_list(adj), x.shape[0], [torch.from_numpy(r) for r in rows] if len(rows) > 1 else [])
+    trainer = Trainer(model.net, data, TrainConfig(epochs=epochs, lr=lr, n_domains=7, **options), seed=seed)
+    labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
+    ok = labels != "nan"
+    sid = np.concatenate([[i] * a.n_obs for i, a in enumerate(ads)])[ok]
+    spent = 0.0
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        rec = trainer.step(epoch)
+        spent += time.perf_counter() - t0
+        if (epoch + 1) % every == 0:
+            z = model._embed_slices(model.slices)[ok]
+            pooled, per = [], []
+            for ks in range(3):
+                p = KMeans(7, n_init=5, random_state=ks).fit_predict(z)
+                pooled.append(cluster_scores(labels[ok], p)["ari"])
+                per.append([cluster_scores(labels[ok][sid == i], p[sid == i])["ari"] for i in range(len(ads))])
+            terms = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch")
+            per_txt = " ".join(f"{v:.2f}" for v in np.mean(per, 0)) if len(ads) > 1 else ""
+            print(f"lr {lr:g} seed {seed} epoch {epoch + 1}: {terms} | ARI {np.mean(pooled):.3f} {per_txt} | train {spent:.0f} s", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--slices", nargs="+", default=["151673"])
+    ap.add_argument("--lrs", nargs="+", type=float, default=[1e-3])
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--every", type=int, default=25)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--options", default="", help="TrainConfig options, e.g. 'w_ss=0,w_pcl=0'")
+    args = ap.parse_args()
+    options = {k: float(v) for k, v in (kv.split("=") for kv in args.options.split(",") if kv)}
+    for lr in args.lrs:
+        for seed in args.seeds:
+            curve(args.slices, lr, args.epochs, args.every, seed, options)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from spotscape import SpotscapeInputError, tl
+from spotscape.datasets import simulate_tissue
+from spotscape.metrics import cluster_scores
+from spotscape.tl._domains import refine_labels
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    """A simulated tissue whose 'embedding' is a noisy one-hot of the truth (4 domains)."""
+    a = simulate_tissue(n_spots=900, n_genes=50, n_domains=4, seed=2)
+    rng = np.random.default_rng(0)
+    truth = a.obs["domain"].cat.codes.to_numpy()
+    a.obsm["X_spotscape"] = np.eye(4)[truth] * 3 + rng.normal(0, 0.6, (a.n_obs, 4))
+    return a
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm", "leiden"])
+def test_methods_recover_planted_domains(embedded, method):
+    a = embedded.copy()
+    tl.domains(a, n_domains=4, method=method)
+    assert a.obs["spotscape_domain"].nunique() == 4
+    assert cluster_scores(a.obs["domain"], a.obs["spotscape_domain"])["ari"] > 0.8
+    assert a.uns["spotscape"]["domain_method"] == method
+
+
+def test_k_estimated_when_not_given(embedded):
+    a = embedded.copy()
+    tl.domains(a)
+    assert a.uns["spotscape"]["n_domains_estimated"] == 4
+
+
+def test_refinement_fixes_isolated_spots(embedded):
+    a = embedded.copy()
+    truth = a.obs["domain"].cat.codes.to_numpy()
+    noisy = truth.copy()
+    rng = np.random.default_rng(1)
+    flip = rng.choice(len(noisy), 60, replace=False)
+    noisy[flip] = (noisy[flip] + 1) % 4
+    fixed = refine_labels(noisy, a.obsm["spatial"])
+    assert (fixed == truth).mean() > (noisy == truth).mean() + 0.04
+    tl.domains(a, n_domains=4, refine=True)
+    assert "spotscape_domain_refined" in a.obs
+
+
+def test_bad_method_and_missing_rep(embedded):
+    with pytest.raises(SpotscapeInputError, match="unknown domain method"):
+        tl.domains(embedded.copy(), n_domains=4, method="mclust")
+    b = embedded.copy()
+    del b.obsm["X_spotscape"]
+    with pytest.raises(SpotscapeInputError, match="missing"):
+        tl.domains(b, n_domains=3)

@@ -63,6 +63,7 @@ def main():
     jobs = [(s, [DATA / f"{s}.h5ad"]) for s in SLICES] + [("integrated", [DATA / f"{s}.h5ad" for s in SLICES])]
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     runs = []
     for name, files in jobs:
         for seed in range(args.seeds):
@@ -73,7 +74,8 @@ def main():
             else:
                 print(f"{name} seed {seed}: ARI {m['pooled']['ari']:.3f} NMI {m['pooled']['nmi']:.3f} CA {m['pooled']['ca']:.3f} "
                       f"{m['seconds_total']:.1f} s {m['peak_memory_mb']:.0f} MB", flush=True)
-    fl = floors(0) if not args.published else {}
+            Path(args.out + ".json").write_text(json.dumps({"runs": runs}, indent=1))  # nothing lost if a later run dies
+    fl = floors(0)
     result = {"runs": runs, "floors": fl, "published_s_per_epoch": PUBLISHED_S_PER_EPOCH, "schedule": "published" if args.published else "fast"}
     Path(args.out + ".json").write_text(json.dumps(result, indent=1))
 

@@ -136,3 +136,38 @@ def test_failure_during_write_leaves_nothing(good, tmp_path, monkeypatch):
         pipeline.run([good], ["s"], str(out), n_domains=3, epochs=2, progress=False)
     assert not out.exists()
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".spotscape-")]
+
+
+def test_bad_training_arguments(good, tmp_path, capsys):
+    _cli_fails(tmp_path, capsys, [good], "--epochs", "0", match="epochs must be >= 1")
+    _cli_fails(tmp_path, capsys, [good], "--lr", "-1", match="learning rate must be > 0")
+    _cli_fails(tmp_path, capsys, [good], "--n-top-genes", "0", match="n_top_genes must be >= 1")
+
+
+def test_missing_slice_labels(good):
+    good.obs["sample"] = ["a"] * (good.n_obs - 1) + [None]
+    with pytest.raises(SpotscapeInputError, match="missing values"):
+        Spotscape(good, slice_key="sample")
+
+
+def test_failure_in_existing_folder_keeps_it(good, tmp_path, monkeypatch):
+    from spotscape import pipeline
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    monkeypatch.setattr(pipeline.pl, "domains", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        pipeline.run([good], ["s"], str(out), n_domains=3, epochs=2, progress=False)
+    assert sorted(os.listdir(out)) == ["mine.txt"]
+
+
+def test_slice_without_labels_is_reported_not_scored(good, tmp_path):
+    from spotscape import pipeline
+
+    b = good.copy()
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    b.obs["domain"] = np.nan
+    m = pipeline.run([good, b], ["a", "b"], str(tmp_path / "o"), label_key="domain", epochs=2, progress=False)
+    assert m["slices"]["b"] == {"n_labelled": 0, "ari": None, "nmi": None, "ca": None}
+    assert m["slices"]["a"]["n_labelled"] == good.n_obs

@@ -1,7 +1,7 @@
 """Spotscape: global context-aware representation learning for spatial transcriptomics."""
-__version__ = "0.1.0"
+from ._version import __version__
+from ._validate import SpotscapeInputError
+from .core import Spotscape
+from . import datasets, io, pl, pp, tl  # noqa: E402  (scanpy-style namespaces)
 
-from ._validate import SpotscapeInputError  # noqa: E402
-from .core import Spotscape  # noqa: E402
-
-__all__ = ["Spotscape", "SpotscapeInputError", "__version__"]
+__all__ = ["Spotscape", "SpotscapeInputError", "__version__", "datasets", "io", "pl", "pp", "tl"]

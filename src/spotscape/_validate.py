@@ -78,7 +78,7 @@ def check_expression(adata, counts: bool = True, i: int | None = None) -> None:
 def check_n_domains(n_domains, n_spots: int) -> None:
     if n_domains is None:
         return
-    if int(n_domains) != n_domains or n_domains < 2:
+    if isinstance(n_domains, bool) or int(n_domains) != n_domains or n_domains < 2:
         raise SpotscapeInputError(f"n_domains must be an integer >= 2 (got {n_domains!r}).")
     if n_domains > n_spots:
         raise SpotscapeInputError(f"n_domains={n_domains} is more than the {n_spots} spots; choose fewer domains.")
@@ -106,5 +106,5 @@ def check_writable(path: str) -> None:
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise SpotscapeInputError(f"cannot create {path!r}: {parent!r} is a file, not a folder; choose another --out.")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK) or (parent == path and not os.access(path, os.W_OK | os.X_OK)):
         raise SpotscapeInputError(f"cannot write to {parent!r} (permission denied); choose a writable --out.")

@@ -39,8 +39,11 @@ def _summary(m: dict, out: str) -> None:
           f"{m['seconds_total']:.1f} s, peak memory {m['peak_memory_mb']:.0f} MB -> {out}")
     if "pooled" in m:
         for name, s in m["slices"].items():
+            if s["ari"] is None:
+                print(f"  {name}: no labelled spots")
+                continue
             print(f"  {name}: ARI {s['ari']:.3f}  NMI {s['nmi']:.3f}  CA {s['ca']:.3f}")
-        if len(m["slices"]) > 1:
+        if len(m["slices"]) > 1 and m["pooled"]["ari"] is not None:
             p = m["pooled"]
             print(f"  pooled: ARI {p['ari']:.3f}  NMI {p['nmi']:.3f}  CA {p['ca']:.3f}")
 

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from . import __version__
+from ._version import __version__
 from ._sparse import SparseMatrix
 from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names
 from .graph import block_graph, edge_list, normalized_adjacency, spatial_graph
@@ -46,6 +46,8 @@ def split_slices(adata, slice_key: str | None):
             return [adata], ["slice0"], None
         if slice_key not in adata.obs:
             raise SpotscapeInputError(f"slice_key {slice_key!r} is not a column of adata.obs.")
+        if adata.obs[slice_key].isna().any():
+            raise SpotscapeInputError(f"obs[{slice_key!r}] has missing values; give every spot a slice, or drop those spots.")
         codes = adata.obs[slice_key].astype("category")
         names = [str(c) for c in codes.cat.categories if (codes == c).any()]
         pos = [np.flatnonzero((codes == c).to_numpy()) for c in codes.cat.categories if (codes == c).any()]
@@ -104,6 +106,7 @@ class Spotscape:
             check_expression(a, counts, idx)
             check_coordinates(a, spatial_key, idx)
         check_n_domains(n_domains, sum(a.n_obs for a in self.slices))
+        n_domains = None if n_domains is None else int(n_domains)
         self.params = dict(
             spatial_key=spatial_key, counts=counts, n_top_genes=n_top_genes, graph=graph, radius=radius, k=k,
             hidden=list(hidden), n_domains=n_domains, seed=seed,

@@ -32,6 +32,8 @@ def choose_graph(coords: np.ndarray) -> dict:
     lo, hi = np.quantile(d, [0.05, 0.95])
     core = d[(d >= lo) & (d <= hi)]
     cv = core.std() / max(core.mean(), 1e-12)
+    if np.median(d) <= 0:
+        return {"method": "knn", "k": 5}  # many spots share a position: a radius would be 0
     if cv < GRID_CV:
         return {"method": "radius", "radius": float(GRID_RADIUS_FACTOR * np.median(d))}
     return {"method": "knn", "k": 5}

@@ -64,14 +64,15 @@ def reconstruction_dense(x: torch.Tensor, predictions: list[torch.Tensor]) -> to
     return sum(F.mse_loss(p, x) for p in predictions) / len(predictions)
 
 
-def _topk_mean(query: torch.Tensor, keys: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+def _topk_mean(query: torch.Tensor, keys: torch.Tensor, k: int, block: int = 1 << 24) -> torch.Tensor:
     """Mean of each query's k largest similarities to ``keys`` (both normalised).
 
-    The top-k indices are searched without gradient, chunk by chunk (memory O(chunk x len(keys))),
+    The top-k indices are searched without gradient, chunk by chunk (at most 2^24 similarities at a time),
     and the chosen similarities are recomputed with gradient: the same value and gradient as
     ``topk`` on the full matrix.
     """
     k = min(k, keys.shape[0])
+    chunk = max(1, block // max(keys.shape[0], 1))  # at most `block` similarities (64 MB) at a time
     out = []
     for start in range(0, query.shape[0], chunk):
         q = query[start : start + chunk]

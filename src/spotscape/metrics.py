@@ -22,6 +22,8 @@ def cluster_scores(truth, pred, embedding: np.ndarray | None = None, seed: int =
     truth = pd.Series(np.asarray(truth, dtype=object))
     ok = truth.notna().to_numpy() & (truth.astype(str) != "nan").to_numpy()
     t, p = truth[ok].astype(str).to_numpy(), np.asarray(pred).astype(str)[ok]
+    if not ok.any():
+        return {"n_labelled": 0, "ari": None, "nmi": None, "ca": None}
     out = {
         "n_labelled": int(ok.sum()),
         "ari": float(adjusted_rand_score(t, p)),

@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from importlib.metadata import version
@@ -18,7 +19,8 @@ import scanpy as sc
 import sklearn
 import torch
 
-from . import __version__, pl, tl
+from . import pl, tl
+from ._version import __version__
 from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_writable
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
 from .metrics import cluster_scores
@@ -39,7 +41,9 @@ def write_json(path: str, obj) -> None:
 
 
 def peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process (ru_maxrss: KB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
 def n_true_domains(slices, label_key) -> int:
@@ -78,6 +82,12 @@ def run(
     if label_key and n_domains is None:
         n_domains = n_true_domains(slices, label_key)
     check_n_domains(n_domains, n_spots)
+    if epochs is not None and epochs < 1:
+        raise SpotscapeInputError(f"epochs must be >= 1 (got {epochs}).")
+    if lr is not None and not lr > 0:
+        raise SpotscapeInputError(f"the learning rate must be > 0 (got {lr}).")
+    if n_top_genes < 1:
+        raise SpotscapeInputError(f"n_top_genes must be >= 1 (got {n_top_genes}).")
     if len(set(names)) != len(names):
         names = [f"{n}_{i}" for i, n in enumerate(names)]
 
@@ -132,7 +142,10 @@ def run(
         metrics["slices"] = scores
         metrics["pooled"] = cluster_scores(truth, pred, z, seed=seed)
 
-    tmp = tempfile.mkdtemp(prefix=".spotscape-", dir=os.path.dirname(os.path.abspath(out)) or ".")
+    created = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".spotscape-", dir=out)  # same file system: the final renames are atomic
+    done = False
     try:
         t0 = time.perf_counter()
         per_slice = [joint[(joint.obs["slice"] == n).to_numpy()] for n in names]
@@ -145,11 +158,13 @@ def run(
         metrics["seconds_total"] = round(sum(timings.values()), 3)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
         write_json(os.path.join(tmp, "metrics.json"), metrics)
-        os.makedirs(out, exist_ok=True)
         for f in os.listdir(tmp):
             os.replace(os.path.join(tmp, f), os.path.join(out, f))
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not done and created and not os.listdir(out):
+            os.rmdir(out)
     return metrics
 
 

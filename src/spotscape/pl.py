@@ -32,7 +32,7 @@ def domains(slices, names, domain_key="spotscape_domain", truth_key=None, spatia
         xy = np.asarray(a.obsm[spatial_key])
         size = max(2.0, 12000.0 / max(a.n_obs, 1))
         extra = ""
-        if scores and name in scores:
+        if scores and scores.get(name, {}).get("ari") is not None:
             extra = f" (ARI {scores[name]['ari']:.2f})"
         _scatter(axes[r, 0], xy, a.obs[domain_key].to_numpy(), f"{name}: Spotscape domains{extra}", size)
         if truth_key:

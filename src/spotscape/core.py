@@ -134,13 +134,19 @@ class Spotscape:
         p = self.params
         return spatial_graph(coords, p["graph"], p["radius"], p["k"])
 
-    def _prepare(self, slices) -> tuple[SparseMatrix, sp.csr_matrix, list[np.ndarray]]:
+    def _prepare(self, slices) -> tuple[sp.csr_matrix, sp.csr_matrix, list[np.ndarray]]:
+        """Log-normalised input, block graph and row indices per slice (kept for the training slices)."""
+        if slices is self.slices and getattr(self, "_prepared", None) is not None:
+            return self._prepared
         p = self.params
         xs = [normalize(a, self.genes, p["counts"]) for a in slices]
         adj = block_graph([self._graph(np.asarray(a.obsm[p["spatial_key"]], dtype=np.float64)) for a in slices])
         bounds = np.cumsum([0] + [a.n_obs for a in slices])
         rows = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(slices))]
-        return sp.vstack(xs, format="csr"), adj, rows
+        out = sp.vstack(xs, format="csr"), adj, rows
+        if slices is self.slices:
+            self._prepared = out
+        return out
 
     # ------------------------------------------------------------------ training
     def default_schedule(self) -> dict:

@@ -52,3 +52,12 @@ def test_bad_method_and_missing_rep(embedded):
     del b.obsm["X_spotscape"]
     with pytest.raises(SpotscapeInputError, match="missing"):
         tl.domains(b, n_domains=3)
+
+
+def test_refinement_never_votes_across_slices(embedded):
+    # two copies of one slice on the same coordinates: with groups, each copy is refined alone
+    xy = np.vstack([embedded.obsm["spatial"]] * 2)
+    truth = embedded.obs["domain"].cat.codes.to_numpy()
+    a, b = truth.copy(), (truth + 1) % 4  # the second slice labelled differently everywhere
+    both = np.concatenate([a, b])
+    assert np.array_equal(refine_labels(both, xy, groups=np.repeat([0, 1], len(a))), refine_labels(a, xy[: len(a)]).tolist() + refine_labels(b, xy[: len(b)]).tolist())

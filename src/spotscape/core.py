@@ -98,6 +98,7 @@ class Spotscape:
         device: str = "auto",
     ):
         self._input = adata
+        self._prepared = None
         self.slices, self.slice_names, self._positions = split_slices(adata, slice_key)
         self.slice_key = slice_key
         for i, a in enumerate(self.slices):
@@ -136,7 +137,7 @@ class Spotscape:
 
     def _prepare(self, slices) -> tuple[sp.csr_matrix, sp.csr_matrix, list[np.ndarray]]:
         """Log-normalised input, block graph and row indices per slice (kept for the training slices)."""
-        if slices is self.slices and getattr(self, "_prepared", None) is not None:
+        if slices is self.slices and self._prepared is not None:
             return self._prepared
         p = self.params
         xs = [normalize(a, self.genes, p["counts"]) for a in slices]
@@ -278,6 +279,7 @@ class Spotscape:
         self.net.load_state_dict(payload["state_dict"])
         self.net.to(self.device)
         self._input = adata
+        self._prepared = None
         if adata is not None:
             self.slices, self.slice_names, self._positions = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
         else:

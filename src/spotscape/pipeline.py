@@ -25,9 +25,6 @@ from ._validate import SpotscapeInputError, check_label_key, check_n_domains, ch
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
 from .metrics import cluster_scores
 
-OUTPUTS = ("result.h5ad", "metrics.json", "domains.png")
-
-
 def write_json(path: str, obj) -> None:
     """Write JSON all or nothing (a temporary file, then an atomic rename)."""
     tmp = f"{path}.tmp-{os.getpid()}"

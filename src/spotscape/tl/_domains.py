@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
 from .._cluster import estimate_n_domains
 from .._validate import SpotscapeInputError, check_n_domains
-from ..graph import spatial_graph
+from ..graph import block_graph, spatial_graph
 
 METHODS = ("kmeans", "gmm", "leiden")
 
@@ -52,6 +53,7 @@ def domains(
     n_init: int = 10,
     refine: bool = False,
     spatial_key: str = "spatial",
+    slice_key: str | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Cluster ``obsm[use_rep]`` into spatial domains and write ``obs[key_added]`` (categorical).
@@ -62,7 +64,8 @@ def domains(
     Without ``n_domains``, kmeans/gmm estimate it (``estimate_n_domains``; the score per candidate
     goes to ``uns['spotscape']['n_domains_scores']``) and leiden uses resolution 1.
     ``refine``: also write ``obs[key_added + '_refined']``, each spot relabelled by the majority of
-    itself and its spatial neighbours (the slice's default spatial graph).
+    itself and its spatial neighbours (the default spatial graph, within each ``obs[slice_key]``
+    slice when given).
     """
     if use_rep not in adata.obsm:
         raise SpotscapeInputError(f"obsm[{use_rep!r}] is missing: run Spotscape(adata).fit() and .embed() first.")
@@ -87,7 +90,8 @@ def domains(
     info["n_domains"] = k
     info["domain_method"] = method
     if refine:
-        refined = refine_labels(labels, np.asarray(adata.obsm[spatial_key]))
+        groups = adata.obs[slice_key].to_numpy() if slice_key else None
+        refined = refine_labels(labels, np.asarray(adata.obsm[spatial_key]), groups)
         adata.obs[key_added + "_refined"] = pd.Categorical(refined.astype(str), categories=[str(i) for i in range(k)])
     return labels
 
@@ -97,18 +101,19 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1]
 
 
-def refine_labels(labels: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Majority vote of each spot and its spatial neighbours (ties keep the spot's own label)."""
-    g = spatial_graph(coords).tocsr()
+def refine_labels(labels: np.ndarray, coords: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Majority vote of each spot and its spatial neighbours (ties keep the spot's own label).
+
+    ``groups`` (e.g. the slice of each spot): neighbours are only sought within a group, so
+    slices are never linked, as in training.
+    """
     labels = np.asarray(labels)
-    out = labels.copy()
-    k = labels.max() + 1
-    for i in range(len(labels)):
-        nb = g.indices[g.indptr[i] : g.indptr[i + 1]]
-        if len(nb) == 0:
-            continue
-        counts = np.bincount(np.concatenate([[labels[i]], labels[nb]]), minlength=k)
-        best = counts.max()
-        if counts[labels[i]] < best:
-            out[i] = counts.argmax()
-    return out
+    groups = np.zeros(len(labels), dtype=int) if groups is None else pd.factorize(np.asarray(groups))[0]
+    order = np.argsort(groups, kind="stable")
+    blocks = [spatial_graph(coords[order][groups[order] == g]) for g in np.unique(groups)]
+    g = block_graph(blocks)
+    g = g[np.argsort(order)][:, np.argsort(order)]  # back to the spots' own order
+    onehot = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), labels.max() + 1))
+    votes = ((g + sp.identity(len(labels), format="csr")) @ onehot).toarray()
+    own = votes[np.arange(len(labels)), labels]
+    return np.where(own < votes.max(1), votes.argmax(1), labels)

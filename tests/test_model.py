@@ -82,4 +82,7 @@ def test_domains_without_k_estimates_it(small_tissue):
     tl.domains(a)
     k = a.uns["spotscape"]["n_domains_estimated"]
     assert a.obs["spotscape_domain"].nunique() == k
-    assert set(a.uns["spotscape"]["n_domains_scores"]) >= {"3", "4", "5"}
+    ev = a.uns["spotscape"]["n_domains_evidence"]
+    assert ev["criterion"] == "leiden" and sum(f >= ev["min_fraction"] for f in ev["community_fractions"]) == k
+    k2, ev2 = tl.estimate_n_domains(a.obsm["X_spotscape"], method="silhouette")
+    assert set(ev2["scores"]) >= {"3", "4", "5"} and ev2["scores"][str(k2)] == max(ev2["scores"].values())

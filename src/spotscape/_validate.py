@@ -108,3 +108,12 @@ def check_writable(path: str) -> None:
         raise SpotscapeInputError(f"cannot create {path!r}: {parent!r} is a file, not a folder; choose another --out.")
     if not os.access(parent, os.W_OK | os.X_OK) or (parent == path and not os.access(path, os.W_OK | os.X_OK)):
         raise SpotscapeInputError(f"cannot write to {parent!r} (permission denied); choose a writable --out.")
+
+
+def check_output_file(path: str, suffixes: tuple[str, ...] = (".h5ad",)) -> None:
+    """An output file: right suffix, not a folder, and its folder creatable and writable."""
+    if not path.endswith(suffixes):
+        raise SpotscapeInputError(f"output {path!r} must end with {' or '.join(suffixes)}.")
+    if os.path.isdir(path):
+        raise SpotscapeInputError(f"output {path!r} is a folder; give a file name ending with {suffixes[0]}.")
+    check_writable(os.path.dirname(os.path.abspath(path)))

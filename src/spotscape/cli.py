@@ -67,6 +67,156 @@ def _demo(args) -> int:
     return 0
 
 
+def _read_one(path: str):
+    from . import io
+
+    return io.read(path)
+
+
+def _domains(args) -> int:
+    from . import io, tl
+    from ._validate import check_output_file
+    from .metrics import cluster_scores
+
+    check_output_file(args.out)
+    a = _read_one(args.input)
+    if args.label_key and args.label_key not in a.obs:
+        raise SpotscapeInputError(f"--label-key {args.label_key!r} is not a column of obs; columns: {list(a.obs.columns)[:15]}.")
+    tl.domains(a, n_domains=args.n_domains, use_rep=args.use_rep, method=args.method, refine=args.refine,
+               slice_key=args.slice_key, seed=args.seed)
+    info = a.uns["spotscape"]
+    est = f" (estimated: {info['n_domains_evidence']})" if args.n_domains is None and "n_domains_evidence" in info else ""
+    print(f"{info['n_domains']} domains by {args.method}{est} -> obs['spotscape_domain']")
+    if args.label_key:
+        for key in ["spotscape_domain"] + (["spotscape_domain_refined"] if args.refine else []):
+            s = cluster_scores(a.obs[args.label_key], a.obs[key])
+            print(f"  {key}: ARI {s['ari']:.3f}  NMI {s['nmi']:.3f}  CA {s['ca']:.3f}")
+    io.write_h5ad(a, args.out)
+    return 0
+
+
+def _trajectory(args) -> int:
+    from . import io, pl, tl
+    from ._validate import check_output_file
+
+    check_output_file(args.out)
+    if args.plot:
+        check_output_file(args.plot, (".png", ".pdf", ".svg"))
+    a = _read_one(args.input)
+    r = tl.trajectory(a, groups=args.groups, root=args.root, use_rep=args.use_rep, order=args.order, seed=args.seed)
+    print(f"pseudotime from {r['root']} -> obs['spotscape_pseudotime']; PAGA -> uns['spotscape_paga']")
+    print(r["connectivities"].round(2).to_string())
+    if "spearman" in r:
+        print(f"Spearman(pseudotime, order) = {r['spearman']:.3f}")
+    if args.plot:
+        pl.paga(a, path=args.plot)
+    io.write_h5ad(a, args.out)
+    return 0
+
+
+def _impute(args) -> int:
+    import numpy as np
+
+    from . import io, tl
+    from ._validate import check_output_file
+    from .core import Spotscape
+
+    check_output_file(args.out)
+    a = _read_one(args.input)
+    if args.model:
+        if args.holdout:
+            raise SpotscapeInputError("--holdout trains a model on the masked data; it cannot be combined with --model.")
+        model = Spotscape.load(args.model, adata=a, device=args.device)
+    else:
+        original = a
+        if args.holdout:
+            a, rows, cols = tl.mask_nonzero(a, args.holdout, seed=args.seed)
+        model = Spotscape(a, slice_key=args.slice_key, counts=not args.normalized, seed=args.seed, device=args.device)
+        model.fit(epochs=args.epochs, progress=not args.quiet)
+    out = tl.denoise(model)
+    if args.holdout:
+        x = out.layers["spotscape_input"]
+        groups = out.obs[args.slice_key].to_numpy() if args.slice_key else None
+        preds = {"spotscape": out.layers["spotscape_denoised"],
+                 "neighbour_mean": tl.neighbour_mean(x, np.asarray(out.obsm["spatial"]), groups),
+                 "pca_30": tl.pca_reconstruction(x, 30, seed=args.seed)}
+        scores = tl.imputation_scores(original, a, rows, cols, preds, model.genes)
+        out.uns["spotscape"]["imputation"] = scores
+        print(f"hidden {args.holdout:.0%} of non-zero counts ({scores['n_hidden']} on the model's genes):")
+        for k in preds:
+            print(f"  {k:15s} RMSE {scores[k]['rmse']:.3f}  L1 {scores[k]['l1']:.3f}")
+    io.write_h5ad(out, args.out)
+    print(f"{out.n_obs} spots x {out.n_vars} genes -> layers['spotscape_denoised'] in {args.out}")
+    return 0
+
+
+def _align(args) -> int:
+    from . import io, pl, tl
+    from ._validate import check_output_file
+
+    check_output_file(args.out)
+    if args.plot:
+        check_output_file(args.plot, (".png", ".pdf", ".svg"))
+    a = _read_one(args.input)
+    if args.slice_key not in a.obs:
+        raise SpotscapeInputError(f"--slice-key {args.slice_key!r} is not a column of obs; columns: {list(a.obs.columns)[:15]}.")
+    if args.label_key and args.label_key not in a.obs:
+        raise SpotscapeInputError(f"--label-key {args.label_key!r} is not a column of obs; columns: {list(a.obs.columns)[:15]}.")
+    names = [str(c) for c in a.obs[args.slice_key].astype("category").cat.categories]
+    ref = 0 if args.reference is None else (names.index(args.reference) if args.reference in names else -999)
+    if ref == -999:
+        raise SpotscapeInputError(f"--reference {args.reference!r} is not a slice; slices: {', '.join(names)}.")
+    res = tl.align(a, slice_key=args.slice_key, use_rep=args.use_rep, reference=ref, scale=args.scale, seed=args.seed)
+    for name, r in res.items():
+        print(f"  {name}: angle {r['angle']:.1f} deg, translation ({r['translation'][0]:.1f}, {r['translation'][1]:.1f}), "
+              f"scale {r['scale']:.3f}, {r['n_inliers']}/{r['n_matches']} matches kept ({r['method']})")
+    if args.label_key:
+        key = args.slice_key
+        for s1, s2 in zip(names[:-1], names[1:]):
+            _, ari = tl.label_transfer(a[a.obs[key].astype(str) == s1], a[a.obs[key].astype(str) == s2], args.label_key, use_rep=args.use_rep)
+            print(f"  label transfer {s1} -> {s2}: ARI {ari:.3f}")
+    if args.plot:
+        pl.aligned(a, slice_key=args.slice_key, path=args.plot)
+    io.write_h5ad(a, args.out)
+    print(f"aligned coordinates -> obsm['spatial_aligned'] in {args.out}")
+    return 0
+
+
+def _de(args) -> int:
+    from . import pl, tl
+    from ._validate import check_output_file
+
+    check_output_file(args.out, (".csv", ".tsv"))
+    if args.plot:
+        check_output_file(args.plot, (".png", ".pdf", ".svg"))
+    a = _read_one(args.input)
+    table = tl.condition_de(a, args.condition_key, domain_key=args.domain_key, reference=args.reference, min_spots=args.min_spots)
+    sep = "\t" if args.out.endswith(".tsv") else ","
+    tmp = f"{args.out}.tmp-{os.getpid()}"
+    try:
+        table.to_csv(tmp, sep=sep, index=False)
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    sig = table[table["qval"] < args.alpha]
+    print(f"{len(sig)} of {len(table)} gene x domain tests with q < {args.alpha} -> {args.out}")
+    for d, n in sig.groupby("domain", sort=False, observed=True).size().items():
+        print(f"  domain {d}: {n}")
+    if args.plot:
+        labels = a.var["gene_symbol"] if "gene_symbol" in a.var else None
+        pl.de_dotplot(table, path=args.plot, gene_labels=labels)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.dir)
+    print(f"report -> {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spotscape", description="Spotscape: spatial domains and multi-slice integration.")
     p.add_argument("--version", action="version", version=f"spotscape {__import__('spotscape').__version__}")
@@ -91,6 +241,65 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-model", action="store_true", help="also write model.pt (Spotscape.load)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
+
+    def task(name, help_, func, input_help="an .h5ad file written by `spotscape run` (result.h5ad) or any AnnData with the representation"):
+        t = sub.add_parser(name, help=help_, description=help_)
+        t.add_argument("input", metavar="INPUT", help=input_help)
+        t.add_argument("--seed", type=int, default=0)
+        t.set_defaults(func=func)
+        return t
+
+    t = task("domains", "cluster the representation into spatial domains (k-means, GMM or Leiden; k estimated when not given)", _domains)
+    t.add_argument("--out", required=True, help="output .h5ad (the input plus obs['spotscape_domain'])")
+    t.add_argument("--n-domains", type=int, help="number of domains (default: estimated by silhouette, k = 3..12)")
+    t.add_argument("--method", default="kmeans", choices=["kmeans", "gmm", "leiden"])
+    t.add_argument("--refine", action="store_true", help="also write obs['spotscape_domain_refined'] (spatial majority vote)")
+    t.add_argument("--slice-key", default=None, help="obs column naming the slice (refinement stays within a slice)")
+    t.add_argument("--label-key", help="obs column with true domains: print ARI/NMI/CA")
+    t.add_argument("--use-rep", default="X_spotscape")
+
+    t = task("trajectory", "PAGA between groups and diffusion pseudotime on the representation", _trajectory)
+    t.add_argument("--out", required=True, help="output .h5ad (obs['spotscape_pseudotime'], uns['spotscape_paga'])")
+    t.add_argument("--groups", default="spotscape_domain", help="obs column of groups (default: spotscape_domain)")
+    t.add_argument("--root", help="root group (default: the first in sorted order)")
+    t.add_argument("--order", nargs="+", help="the expected order of the groups: reports Spearman(pseudotime, order)")
+    t.add_argument("--plot", help="PAGA graph image (.png)")
+    t.add_argument("--use-rep", default="X_spotscape")
+
+    t = task("impute", "denoised / imputed expression from the decoder (trains a model unless --model is given)", _impute,
+             input_help="an .h5ad file with raw counts and obsm['spatial']")
+    t.add_argument("--out", required=True, help="output .h5ad: the model's genes, layers['spotscape_denoised']")
+    t.add_argument("--model", help="a model saved by `spotscape run --save-model` (model.pt)")
+    t.add_argument("--holdout", type=float, help="benchmark: hide this fraction of non-zero counts, train, score RMSE/L1 there")
+    t.add_argument("--slice-key", help="obs column naming the slice")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--normalized", action="store_true", help="X is already normalised and log-transformed")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--quiet", action="store_true")
+
+    t = task("align", "register slices rigidly onto a reference through the representation", _align,
+             input_help="an .h5ad file with several slices embedded together (result.h5ad of `spotscape run A B ...`)")
+    t.add_argument("--out", required=True, help="output .h5ad (obsm['spatial_aligned'])")
+    t.add_argument("--slice-key", default="slice", help="obs column naming the slice (default: slice)")
+    t.add_argument("--reference", help="reference slice name (default: the first)")
+    t.add_argument("--scale", action="store_true", help="also fit a scale factor")
+    t.add_argument("--label-key", help="obs column with labels: print label-transfer ARI between consecutive slices")
+    t.add_argument("--plot", help="overlay of the aligned slices (.png)")
+    t.add_argument("--use-rep", default="X_spotscape")
+
+    t = task("de", "differential expression between conditions within each domain (Wilcoxon, Benjamini-Hochberg)", _de,
+             input_help="an .h5ad file with raw counts, the condition and the domain of each spot (e.g. result.h5ad)")
+    t.add_argument("--out", required=True, help="output table (.csv or .tsv): domain, gene, logfoldchange, pval, qval, ...")
+    t.add_argument("--condition-key", required=True, help="obs column naming each spot's condition")
+    t.add_argument("--domain-key", default="spotscape_domain")
+    t.add_argument("--reference", help="the control condition (default: the first in sorted order)")
+    t.add_argument("--min-spots", type=int, default=10)
+    t.add_argument("--alpha", type=float, default=0.05, help="q threshold for the printed summary")
+    t.add_argument("--plot", help="dot plot of the top genes per domain (.png)")
+
+    t = sub.add_parser("report", help="one HTML page with the figures and metrics of a `spotscape run` folder")
+    t.add_argument("dir", metavar="DIR")
+    t.set_defaults(func=_report)
 
     d = sub.add_parser("demo", help="run on the built-in simulated tissue (no download) and print the ARI")
     d.add_argument("--out", required=True)

@@ -192,6 +192,26 @@ class Spotscape:
         z = self.net.encoder(SparseMatrix(x, self.device), SparseMatrix(normalized_adjacency(adj), self.device, symmetric=True))
         return z.cpu().numpy()
 
+    @torch.no_grad()
+    def get_reconstruction(self, adata=None, batch_size: int = 8192) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The model's input and its decoder output (spots x model genes, log-normalised scale).
+
+        Returns (x, x_hat): ``x`` the log-normalised input (CSR, ``self.genes``), ``x_hat`` the
+        decoder's reconstruction from the un-augmented embedding, computed ``batch_size`` spots at a
+        time (eval mode: no batch statistics involved)."""
+        slices = self.slices if adata is None else split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)[0]
+        if not slices:
+            raise SpotscapeInputError("this model holds no data: pass adata, or load it with Spotscape.load(path, adata=...).")
+        for i, a in enumerate(slices):
+            check_coordinates(a, self.params["spatial_key"], i if len(slices) > 1 else None)
+        x, _, _ = self._prepare(slices)
+        z = torch.from_numpy(self._embed_slices(slices)).to(self.device)
+        self.net.eval()
+        out = np.empty((x.shape[0], len(self.genes)), dtype=np.float32)
+        for start in range(0, x.shape[0], batch_size):
+            out[start : start + batch_size] = self.net.decoder(z[start : start + batch_size]).cpu().numpy()
+        return x, out
+
     def get_latent_representation(self, adata=None) -> np.ndarray:
         """The embedding (spots x 64) of the training data, or of ``adata`` (same genes needed)."""
         if adata is None:

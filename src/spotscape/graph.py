@@ -74,6 +74,18 @@ def block_graph(graphs: list[sp.csr_matrix]) -> sp.csr_matrix:
     return sp.csr_matrix(sp.block_diag(graphs, format="csr", dtype=np.float32))
 
 
+def grouped_spatial_graph(coords: np.ndarray, groups=None) -> sp.csr_matrix:
+    """The default spatial graph built within each group (slice) of spots, in the spots' own order."""
+    coords = np.asarray(coords, dtype=np.float64)
+    if groups is None:
+        return spatial_graph(coords)
+    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
+    order = np.argsort(codes, kind="stable")
+    g = block_graph([spatial_graph(coords[order][codes[order] == c]) for c in np.unique(codes)])
+    back = np.argsort(order)
+    return sp.csr_matrix(g[back][:, back])
+
+
 def normalized_adjacency(a: sp.spmatrix) -> sp.csr_matrix:
     """D^-1/2 (A + I) D^-1/2, D the row sums of A + I (rows are targets)."""
     a = sp.csr_matrix(a, dtype=np.float32) + sp.identity(a.shape[0], dtype=np.float32, format="csr")

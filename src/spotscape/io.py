@@ -121,6 +121,19 @@ def read_csv(counts: str, coords: str, transpose: bool = False, x_col: str | Non
     return adata
 
 
+def write_h5ad(adata: ad.AnnData, path: str) -> None:
+    """Write ``.h5ad`` all or nothing: a temporary file beside the target, then an atomic rename."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.h5ad"
+    try:
+        adata.write_h5ad(tmp, compression="gzip")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def read(path: str, **kwargs) -> ad.AnnData:
     """``.h5ad`` file, Space Ranger folder, or ``COUNTS,COORDS`` (two tables joined by a comma)."""
     if "," in path and not os.path.exists(path):

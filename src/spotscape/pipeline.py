@@ -127,8 +127,8 @@ def run(
             "scanpy": version("scanpy"), "scikit-learn": sklearn.__version__, "numpy": np.__version__,
         },
     }
-    if "n_domains_scores" in joint.uns["spotscape"]:
-        metrics["n_domains_scores"] = joint.uns["spotscape"]["n_domains_scores"]
+    if "n_domains_evidence" in joint.uns["spotscape"]:
+        metrics["n_domains_evidence"] = joint.uns["spotscape"]["n_domains_evidence"]
     scores = {}
     if label_key:
         truth = joint.obs[label_key]

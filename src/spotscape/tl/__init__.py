@@ -1,5 +1,11 @@
 """Downstream tasks on the Spotscape representation (scanpy-style functional helpers)."""
 from .._cluster import estimate_n_domains
-from ._domains import domains
+from ._align import align, label_transfer, mutual_nearest_neighbors, robust_rigid_transform
+from ._de import condition_de
+from ._denoise import denoise, imputation_scores, mask_nonzero, neighbour_mean, pca_reconstruction
+from ._domains import domains, refine_labels
+from ._trajectory import trajectory
 
-__all__ = ["domains", "estimate_n_domains"]
+__all__ = ["align", "condition_de", "denoise", "domains", "estimate_n_domains", "imputation_scores", "label_transfer",
+           "mask_nonzero", "mutual_nearest_neighbors", "neighbour_mean", "pca_reconstruction", "refine_labels",
+           "robust_rigid_transform", "trajectory"]

@@ -9,7 +9,7 @@ from sklearn.mixture import GaussianMixture
 
 from .._cluster import estimate_n_domains
 from .._validate import SpotscapeInputError, check_n_domains
-from ..graph import block_graph, spatial_graph
+from ..graph import grouped_spatial_graph
 
 METHODS = ("kmeans", "gmm", "leiden")
 
@@ -61,8 +61,9 @@ def domains(
     method: "kmeans" (``n_init`` restarts on the raw embedding, as the paper evaluates), "gmm"
     (Gaussian mixture with one shared full covariance: mclust's "EEE" model, in Python) or
     "leiden" (with ``n_domains``, the resolution is searched until that many domains come out).
-    Without ``n_domains``, kmeans/gmm estimate it (``estimate_n_domains``; the score per candidate
-    goes to ``uns['spotscape']['n_domains_scores']``) and leiden uses resolution 1.
+    Without ``n_domains``, kmeans/gmm estimate it (``estimate_n_domains``: Leiden communities at
+    resolution 0.2 holding >= 2 % of the spots; the community sizes go to
+    ``uns['spotscape']['n_domains_evidence']``) and leiden uses resolution 1.
     ``refine``: also write ``obs[key_added + '_refined']``, each spot relabelled by the majority of
     itself and its spatial neighbours (the default spatial graph, within each ``obs[slice_key]``
     slice when given).
@@ -74,9 +75,9 @@ def domains(
     z = np.asarray(adata.obsm[use_rep], dtype=np.float64)
     info = adata.uns.setdefault("spotscape", {})
     if n_domains is None and method != "leiden":
-        n_domains, scores = estimate_n_domains(z, seed=seed)
+        n_domains, evidence = estimate_n_domains(z, seed=seed)
         info["n_domains_estimated"] = int(n_domains)
-        info["n_domains_scores"] = {str(k): v for k, v in scores.items()}
+        info["n_domains_evidence"] = evidence
     check_n_domains(n_domains, adata.n_obs)
     if method == "kmeans":
         labels = KMeans(int(n_domains), n_init=n_init, random_state=seed).fit_predict(z)
@@ -108,11 +109,7 @@ def refine_labels(labels: np.ndarray, coords: np.ndarray, groups: np.ndarray | N
     slices are never linked, as in training.
     """
     labels = np.asarray(labels)
-    groups = np.zeros(len(labels), dtype=int) if groups is None else pd.factorize(np.asarray(groups))[0]
-    order = np.argsort(groups, kind="stable")
-    blocks = [spatial_graph(coords[order][groups[order] == g]) for g in np.unique(groups)]
-    g = block_graph(blocks)
-    g = g[np.argsort(order)][:, np.argsort(order)]  # back to the spots' own order
+    g = grouped_spatial_graph(coords, groups)
     onehot = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), labels.max() + 1))
     votes = ((g + sp.identity(len(labels), format="csr")) @ onehot).toarray()
     own = votes[np.arange(len(labels)), labels]

@@ -1,0 +1,113 @@
+import anndata as ad
+import numpy as np
+import pytest
+from conftest import shared_data
+
+import spotscape
+from spotscape import SpotscapeInputError
+from spotscape.pl._align import aligned as plot_aligned
+from spotscape.tl._align import align, label_transfer, robust_rigid_transform, spot_spacing
+
+STAHL = "stahl2016_mob_and_bc_layers/"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread is faster than two fighting other jobs for a 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _rot(deg):
+    th = np.deg2rad(deg)
+    return np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+
+
+def _angle_err(a, b):
+    return abs((a - b + 180) % 360 - 180)
+
+
+@pytest.fixture(scope="module")
+def mob_pair():
+    """A real slice and a copy rotated by 37 degrees about a point, shifted and jittered by 0.1 spacing."""
+    a = ad.read_h5ad(shared_data(STAHL + "mouse_olfactory_bulb_mOB_262spots.h5ad"))
+    m = spotscape.Spotscape(a, seed=0)
+    m.fit(epochs=30, progress=False)
+    m.embed()
+    xy = np.asarray(a.obsm["spatial"], dtype=float)
+    spacing = spot_spacing(xy)
+    centre, shift = np.array([5.0, 40.0]), np.array([12.0, -7.0])
+    b = a.copy()
+    b.obsm["spatial"] = (xy - centre) @ _rot(37).T + centre + shift + np.random.default_rng(0).normal(0, 0.1 * spacing, xy.shape)
+    b.obsm["X_spotscape"] = m.get_latent_representation(b)
+    return a, b, xy, spacing, centre, shift
+
+
+def test_copy_is_reregistered(mob_pair):
+    a, b, xy, spacing, centre, shift = mob_pair
+    res = align([a, b])
+    tr = res["slice1"]
+    assert res["slice0"]["angle"] == 0 and np.allclose(a.obsm["spatial_aligned"], xy)
+    assert _angle_err(tr["angle"], -37) < 2
+    # translation error at the copy's centre: the estimated map against the exact inverse of the applied one
+    c = b.obsm["spatial"].mean(0)
+    est = _rot(tr["angle"]) @ c * tr["scale"] + np.array(tr["translation"])
+    true = _rot(-37) @ (c - centre - shift) + centre
+    assert np.linalg.norm(est - true) < spacing
+    assert np.median(np.linalg.norm(b.obsm["spatial_aligned"] - xy, axis=1)) < spacing
+    assert tr["n_inliers"] > 0.8 * a.n_obs and b.uns["spotscape"]["align"] is res
+    _, ari = label_transfer(a, b, "layer")
+    assert ari > 0.8  # measured 0.89
+
+
+def test_breast_cancer_sections_come_back(tmp_path):
+    adata = ad.read_h5ad(shared_data(STAHL + "breast_cancer_layers1-4_aligned.h5ad"))
+    m = spotscape.Spotscape(adata, slice_key="slice", n_domains=4, seed=0)
+    m.fit(epochs=30, progress=False)
+    m.embed()
+    truth = np.asarray(adata.obsm["spatial"], dtype=float).copy()
+    sl = adata.obs["slice"].to_numpy()
+    spacing = spot_spacing(truth[sl == 1])
+    rng = np.random.default_rng(1)
+    moved = truth.copy()
+    for s in (2, 3, 4):
+        q = sl == s
+        moved[q] = truth[q] @ _rot(rng.uniform(0, 360)).T + rng.uniform(-8, 8, 2) * spacing
+    adata.obsm["spatial"] = moved
+    res = align(adata, slice_key="slice")
+    assert set(res) == {"1", "2", "3", "4"} and adata.uns["spotscape"]["align"] is res
+    for s in (1, 2, 3, 4):
+        q = sl == s
+        err = np.median(np.linalg.norm(adata.obsm["spatial_aligned"][q] - truth[q], axis=1))
+        assert err < spacing, f"slice {s}: median error {err / spacing:.2f} spot spacings"
+    plot_aligned(adata, slice_key="slice", path=tmp_path / "aligned.png")
+    assert (tmp_path / "aligned.png").stat().st_size > 10_000
+
+
+def test_robust_fit_ignores_outliers():
+    rng = np.random.default_rng(3)
+    src = rng.uniform(0, 50, (300, 2))
+    dst = src @ _rot(-68).T + np.array([30.0, -12.0]) + rng.normal(0, 0.2, src.shape)
+    bad = rng.random(300) < 0.3
+    dst[bad] = rng.uniform(-20, 80, (bad.sum(), 2))
+    r, t, s, inl = robust_rigid_transform(src, dst, threshold=1.0)
+    assert _angle_err(np.degrees(np.arctan2(r[1, 0], r[0, 0])), -68) < 0.5
+    assert np.linalg.norm(t - [30.0, -12.0]) < 0.5 and s == 1.0
+    assert (inl == ~bad).mean() > 0.97
+
+
+def test_bad_inputs(mob_pair):
+    a, b = mob_pair[0].copy(), mob_pair[1].copy()
+    with pytest.raises(SpotscapeInputError, match="at least 2 slices"):
+        align([a])
+    with pytest.raises(SpotscapeInputError, match="out of range"):
+        align([a, b], reference=2)
+    del b.obsm["X_spotscape"]
+    with pytest.raises(SpotscapeInputError, match=r"fit\(\) and .embed\(\) first"):
+        align([a, b])
+    with pytest.raises(SpotscapeInputError, match="no obs"):
+        label_transfer(a, a, "missing_column")

@@ -30,7 +30,7 @@ def _leiden_count(z: np.ndarray, seed: int, resolution: float, min_fraction: flo
 
     tmp = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32))
     tmp.obsm["z"] = np.asarray(z, dtype=np.float32)
-    sc.pp.neighbors(tmp, use_rep="z", n_neighbors=15, random_state=seed)
+    sc.pp.neighbors(tmp, use_rep="z", n_neighbors=15, random_state=seed, transformer="sklearn")
     sc.tl.leiden(tmp, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False, key_added="l")
     frac = np.sort(tmp.obs["l"].value_counts(normalize=True).to_numpy())[::-1]
     k = max(2, int((frac >= min_fraction).sum()))

@@ -9,11 +9,38 @@ import time
 from ._validate import SpotscapeInputError
 
 
+def _batch_size(value: str):
+    if value in ("auto", "full"):
+        return "auto" if value == "auto" else None
+    try:
+        return int(value)
+    except ValueError:
+        raise SpotscapeInputError(f"--batch-size must be auto, full or a number of spots, got {value!r}.") from None
+
+
+def _init_distributed(device: str) -> int:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (NCCL on GPUs, gloo on CPUs); returns the rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank()
+
+
 def _run(args) -> int:
     from . import io, pipeline
     from ._validate import check_writable
 
     check_writable(args.out)
+    batch_size = _batch_size(args.batch_size)
+    rank = _init_distributed(args.device)
     t0 = time.perf_counter()
     slices = [io.read(p, transpose=args.transpose) if "," in p else io.read(p) for p in args.inputs]
     names = [os.path.basename(p.split(",")[0].rstrip("/")).removesuffix(".h5ad") for p in args.inputs]
@@ -28,9 +55,10 @@ def _run(args) -> int:
     m = pipeline.run(
         slices, names, args.out, n_domains=args.n_domains, label_key=args.label_key, seed=args.seed, epochs=args.epochs,
         lr=args.lr, device=args.device, counts=not args.normalized, n_top_genes=args.n_top_genes, published=args.published,
-        progress=not args.quiet, save_model=args.save_model, timings=timings,
+        progress=not args.quiet, save_model=args.save_model, timings=timings, batch_size=batch_size,
     )
-    _summary(m, args.out)
+    if rank == 0:
+        _summary(m, args.out)
     return 0
 
 
@@ -236,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--published", action="store_true", help="the published schedule: 1,000 epochs at lr 1e-4 (one slice) / 5e-4")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--n-top-genes", type=int, default=5000)
+    r.add_argument("--batch-size", default="auto", help="auto (mini-batches above 50,000 spots), full, or spots per mini-batch")
     r.add_argument("--normalized", action="store_true", help="X is already normalised and log-transformed (not raw counts)")
     r.add_argument("--transpose", action="store_true", help="CSV counts table is genes x spots")
     r.add_argument("--save-model", action="store_true", help="also write model.pt (Spotscape.load)")

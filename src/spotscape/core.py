@@ -18,6 +18,7 @@ from ._validate import SpotscapeInputError, check_coordinates, check_expression,
 from .graph import block_graph, edge_list, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
 from .pp import highly_variable_genes, normalize
+from .batching import TileBatches
 from .train import TrainConfig, Trainer, TrainingData
 
 # Defaults chosen by measurement (README, "Training schedule"); the published schedule is
@@ -26,6 +27,16 @@ FAST_SINGLE = dict(epochs=100, lr=1e-3)
 FAST_MULTI = dict(epochs=100, lr=2e-3)
 PUBLISHED_SINGLE = dict(epochs=1000, lr=1e-4)
 PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)
+# Mini-batch mode (issue #5): above this many spots "auto" trains on batches of MINIBATCH_SIZE spots.
+MINIBATCH_ABOVE = 50_000
+MINIBATCH_SIZE = 4096
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group; (0, 1) otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -153,10 +164,18 @@ class Spotscape:
     def default_schedule(self) -> dict:
         return dict(FAST_MULTI if len(self.slices) > 1 else FAST_SINGLE)
 
-    def fit(self, epochs: int | None = None, lr: float | None = None, progress: bool = True, **loss_options) -> "Spotscape":
+    def fit(self, epochs: int | None = None, lr: float | None = None, progress: bool = True,
+            batch_size: int | str | None = "auto", **loss_options) -> "Spotscape":
         """Train. ``epochs``/``lr`` default to the measured fast schedule; other keywords go to
         ``TrainConfig`` (loss weights ``w_re``, ``w_sc``, ``w_ss``, ``w_pcl`` (0 switches a loss off),
-        ``edge_drop``, ``gene_mask``, ``topk``, ``tau``, ``warmup``, ``weight_decay``, ``patience``)."""
+        ``edge_drop``, ``gene_mask``, ``topk``, ``tau``, ``warmup``, ``weight_decay``, ``patience``,
+        ``tile_size``).
+
+        ``batch_size``: ``"auto"`` trains full batch up to ``MINIBATCH_ABOVE`` spots and in
+        mini-batches of 4,096 spots above; ``None`` forces full batch; a number forces mini-batches
+        of that many spots (spatial tiles plus their two-hop halo, every loss inside the batch).
+        Under ``torch.distributed`` (e.g. started by ``torchrun``) every process trains on its own
+        share of the batches and gradients are averaged (DistributedDataParallel)."""
         sched = self.default_schedule()
         if epochs is not None:
             sched["epochs"] = int(epochs)
@@ -165,20 +184,36 @@ class Spotscape:
         unknown = set(loss_options) - set(TrainConfig.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown training option(s): {sorted(unknown)}")
-        cfg = TrainConfig(**sched, n_domains=self.params["n_domains"], **loss_options)
+        n_spots = sum(a.n_obs for a in self.slices)
+        rank, world = _distributed()
+        if batch_size == "auto":
+            batch_size = MINIBATCH_SIZE if (n_spots > MINIBATCH_ABOVE or world > 1) else None
+        elif batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 8):
+            raise SpotscapeInputError(f"batch_size must be 'auto', None or an integer >= 8, got {batch_size!r}.")
+        if world > 1 and batch_size is None:
+            raise SpotscapeInputError("several processes need mini-batches: leave batch_size='auto' or give a number.")
+        cfg = TrainConfig(**sched, n_domains=self.params["n_domains"], batch_size=batch_size, **loss_options)
         if cfg.epochs < 1:
             raise SpotscapeInputError("epochs must be >= 1.")
         t0 = time.perf_counter()
         x, adj, rows = self._prepare(self.slices)
-        data = TrainingData(
-            x=SparseMatrix(x, self.device),
-            edges=edge_list(adj),
-            n=x.shape[0],
-            slices=[torch.from_numpy(r).to(self.device) for r in rows] if len(rows) > 1 else [],
-        )
+        seed = self.params["seed"]
+        if batch_size is None:
+            data = TrainingData(
+                x=SparseMatrix(x, self.device),
+                edges=edge_list(adj),
+                n=x.shape[0],
+                slices=[torch.from_numpy(r).to(self.device) for r in rows] if len(rows) > 1 else [],
+            )
+            trainer_args = dict(data=data)
+        else:
+            coords = np.vstack([np.asarray(a.obsm[self.params["spatial_key"]], dtype=np.float64) for a in self.slices])
+            codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+            batches = TileBatches(coords, codes, adj, batch_size=int(batch_size), tile_size=cfg.tile_size)
+            trainer_args = dict(data=None, batches=batches, full=(x, sp.csr_matrix(adj), codes), rank=rank, world=world)
         self.timings["graph_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        trainer = Trainer(self.net, data, cfg, seed=self.params["seed"], device=self.device)
+        trainer = Trainer(self.net, config=cfg, seed=seed, device=self.device, **trainer_args)
         self.history = trainer.fit(progress=progress)
         self.timings["train_s"] = time.perf_counter() - t0
         self.train_config = cfg

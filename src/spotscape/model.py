@@ -50,5 +50,9 @@ class SpotscapeNet(nn.Module):
         self.encoder = GCNEncoder(n_genes, hidden)
         self.decoder = MLPDecoder(n_genes, hidden[-1], decoder_hidden)
 
-    def forward(self, x, adj, gene_mask=None):
-        return self.encoder(x, adj, gene_mask)
+    def forward(self, x, adj1, mask1, adj2, mask2):
+        """Both augmented views in one call (one forward per step, as DistributedDataParallel needs):
+        returns z1, z2 and the decoder's hidden layer of each (the output layer is applied inside the
+        reconstruction loss, which never forms the spots x genes matrix)."""
+        z1, z2 = self.encoder(x, adj1, mask1), self.encoder(x, adj2, mask2)
+        return z1, z2, self.decoder.hidden(z1), self.decoder.hidden(z2)

@@ -64,12 +64,15 @@ def run(
     progress: bool = True,
     save_model: bool = False,
     timings: dict | None = None,
+    batch_size="auto",
 ) -> dict:
     """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
 
     ``n_domains``: given, else the number of distinct labels in ``label_key``, else estimated.
     ``published``: the published schedule (1,000 epochs) instead of the fast default.
-    Returns the metrics dictionary written to metrics.json.
+    ``batch_size``: "auto", None (full batch) or spots per mini-batch (``Spotscape.fit``).
+    Returns the metrics dictionary written to metrics.json. Under torch.distributed every process
+    trains; only rank 0 embeds, clusters and writes (the others return ``{}``).
     """
     timings = dict(timings or {})
     check_writable(out)
@@ -93,7 +96,9 @@ def run(
         sched = PUBLISHED_MULTI if len(slices) > 1 else PUBLISHED_SINGLE
         epochs = epochs or sched["epochs"]
         lr = lr or sched["lr"]
-    model.fit(epochs=epochs, lr=lr, progress=progress)
+    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
+        return {}
     t0 = time.perf_counter()
     z = model.get_latent_representation()
     timings["embed_s"] = time.perf_counter() - t0
@@ -120,6 +125,8 @@ def run(
         "seed": seed,
         "device": str(model.device),
         "epochs_run": len(model.history),
+        "training_mode": "full batch" if model.train_config.batch_size is None else f"mini-batch {model.train_config.batch_size}",
+        "processes": torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1,
         "lr": model.train_config.lr,
         "final_loss": model.history[-1]["loss"] if model.history else None,
         "versions": {

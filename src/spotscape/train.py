@@ -1,8 +1,9 @@
-"""Training (METHOD.md, "Training"): full batch, two augmented views per step, Adam.
+"""Training (METHOD.md, "Training"): two augmented views per step, Adam; full batch, or
+mini-batches of spatial tiles (``batching``) for large data, optionally over several processes.
 
-The data a training run needs is a ``TrainingData``: the sparse log-normalised input, the
-undirected spatial edges and the row indices of each slice. A later mini-batch mode builds the
-same object per batch and calls the same ``step``.
+A step works on a ``TrainingData``: the sparse log-normalised input, the directed spatial edges,
+the row indices of each slice, and (mini-batch) the number of leading rows the losses are
+computed on (the tile spots; the rest is their two-hop halo, needed only by the GCN).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
@@ -17,7 +19,8 @@ from . import losses
 from ._cluster import estimate_n_domains
 from ._kmeans import kmeans
 from ._sparse import SparseMatrix
-from .graph import drop_edges
+from .batching import TileBatches
+from .graph import drop_edges, edge_list
 from .model import SpotscapeNet
 
 
@@ -38,6 +41,8 @@ class TrainConfig:
     n_domains: int | None = None  # k for the PCL granularities k, 1.5k, 2k (None: estimated at warm-up)
     patience: int | None = None  # stop when the loss has not improved by `min_delta` for this many epochs
     min_delta: float = 1e-4
+    batch_size: int | None = None  # spots per mini-batch (tile spots); None: full batch
+    tile_size: int | None = None  # spatial tile size in mini-batch mode (None: batch_size / 8, 32..512)
 
 
 @dataclass
@@ -46,6 +51,19 @@ class TrainingData:
     edges: np.ndarray  # 2 x E directed edges (target, source), both directions present
     n: int
     slices: list[torch.Tensor] = field(default_factory=list)
+    n_seeds: int | None = None  # losses on rows [0, n_seeds) only (mini-batch); None: every row
+    target: SparseMatrix | None = None  # reconstruction target of those rows (default: x)
+
+
+def batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, slice_codes: np.ndarray, nodes: np.ndarray, n_seeds: int,
+               device) -> TrainingData:
+    """The ``TrainingData`` of one mini-batch: the sub-graph on ``nodes`` (seeds first)."""
+    sub = x[nodes]
+    seeds = slice_codes[nodes[:n_seeds]]
+    present = np.unique(seeds)
+    slices = [torch.from_numpy(np.flatnonzero(seeds == s)).to(device) for s in present] if len(present) > 1 else []
+    return TrainingData(x=SparseMatrix(sub, device), edges=edge_list(adj[nodes][:, nodes]), n=len(nodes), slices=slices,
+                        n_seeds=n_seeds, target=SparseMatrix(sub[:n_seeds], device))
 
 
 def pcl_granularities(k: int) -> list[int]:
@@ -57,19 +75,35 @@ def pcl_granularities(k: int) -> list[int]:
 
 
 class Trainer:
-    def __init__(self, net: SpotscapeNet, data: TrainingData, config: TrainConfig, seed: int = 0, device="cpu"):
+    """``data``: the whole training set. Mini-batch mode: ``batches`` (a ``TileBatches``) with
+    ``full`` = (x CSR, adjacency CSR, slice code per spot). Several processes: ``rank``/``world``
+    under an initialised ``torch.distributed`` group; the net is wrapped in DistributedDataParallel
+    and each process takes its own share of every epoch's batches."""
+
+    def __init__(self, net: SpotscapeNet, data: TrainingData | None, config: TrainConfig, seed: int = 0, device="cpu",
+                 batches: TileBatches | None = None, full=None, rank: int = 0, world: int = 1):
         self.net, self.data, self.cfg, self.device = net, data, config, device
+        self.rank, self.world = rank, world
         self.rng = np.random.default_rng(seed)
+        # one process: one stream (as before mini-batches existed); several: augmentations differ per
+        # process while the batch order (self.rng) stays the same in all of them
+        self.view_rng = self.rng if world == 1 else np.random.default_rng([seed, rank])
         self.gen = torch.Generator().manual_seed(seed)
+        self.model = net
+        if world > 1:
+            dev = torch.device(device)
+            ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
         self.opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.history: list[dict] = []
         self._centroids: dict[int, torch.Tensor] = {}
-        self.multi = len(data.slices) > 1
+        self.batches, self.full = batches, full
+        self.multi = (len(np.unique(full[2])) > 1) if full is not None else len(data.slices) > 1
 
-    def _view(self):
-        d, c = self.data, self.cfg
-        adj = SparseMatrix(drop_edges(d.edges, d.n, c.edge_drop, self.rng), self.device)
-        mask = torch.from_numpy((self.rng.random(d.x.shape[1]) >= c.gene_mask).astype(np.float32)).to(self.device)
+    def _view(self, d: TrainingData):
+        c = self.cfg
+        adj = SparseMatrix(drop_edges(d.edges, d.n, c.edge_drop, self.view_rng), self.device)
+        mask = torch.from_numpy((self.view_rng.random(d.x.shape[1]) >= c.gene_mask).astype(np.float32)).to(self.device)
         return adj, mask
 
     def _prototypes(self, z2: torch.Tensor):
@@ -83,21 +117,24 @@ class Trainer:
             out.append((c, labels))
         return out
 
-    def step(self, epoch: int) -> dict:
+    def step(self, epoch: int, data: TrainingData | None = None) -> dict:
         c, net = self.cfg, self.net
+        d = data if data is not None else self.data
         net.train()
-        (a1, m1), (a2, m2) = self._view(), self._view()
-        z1 = net.encoder(self.data.x, a1, m1)
-        z2 = net.encoder(self.data.x, a2, m2)
+        (a1, m1), (a2, m2) = self._view(d), self._view(d)
+        z1, z2, h1, h2 = self.model(d.x, a1, m1, a2, m2)
+        ns = d.n_seeds or d.n
+        z1, z2, h1, h2 = z1[:ns], z2[:ns], h1[:ns], h2[:ns]
         dec = net.decoder
         parts = {}
         if c.w_re:
-            parts["re"] = (c.w_re, losses.reconstruction(self.data.x, [dec.hidden(z) for z in (z1, z2)], dec.out.weight, dec.out.bias))
+            target = d.target if d.target is not None else d.x
+            parts["re"] = (c.w_re, losses.reconstruction(target, [h1, h2], dec.out.weight, dec.out.bias))
         if c.w_sc:
             parts["sc"] = (c.w_sc, losses.similarity_telescope(z1, z2))
-        if self.multi and c.w_ss:
-            parts["ss"] = (c.w_ss, losses.similarity_scaling(z1, z2, self.data.slices, c.topk))
-        if self.multi and c.w_pcl and epoch >= int(c.warmup * c.epochs):
+        if len(d.slices) > 1 and c.w_ss:
+            parts["ss"] = (c.w_ss, losses.similarity_scaling(z1, z2, d.slices, c.topk))
+        if self.multi and c.w_pcl and epoch >= int(c.warmup * c.epochs) and ns > 4 * (self.cfg.n_domains or 1):
             parts["pcl"] = (c.w_pcl, losses.prototypical_contrastive(z1, self._prototypes(z2), c.tau))
         loss = sum(w * v for w, v in parts.values())
         self.opt.zero_grad(set_to_none=True)
@@ -107,12 +144,28 @@ class Trainer:
         rec.update({k: v.item() for k, (_, v) in parts.items()})
         return rec
 
+    def _epoch(self, epoch: int) -> dict:
+        if self.batches is None:
+            return self.step(epoch)
+        x, adj, codes = self.full
+        batches = list(self.batches.epoch(self.rng))  # the same order in every process (same seed)
+        n_steps = len(batches) // self.world if self.world > 1 else len(batches)
+        recs = []
+        for i in range(n_steps):
+            nodes, ns = batches[i * self.world + self.rank]
+            recs.append(self.step(epoch, batch_data(x, adj, codes, nodes, ns, self.device)))
+        rec = {"epoch": epoch}
+        for k in recs[0]:
+            if k != "epoch":
+                rec[k] = float(np.mean([r[k] for r in recs if k in r]))
+        return rec
+
     def fit(self, progress: bool = True) -> list[dict]:
         c = self.cfg
         best, since = math.inf, 0
-        bar = tqdm(range(c.epochs), desc="spotscape", disable=not progress, leave=False)
+        bar = tqdm(range(c.epochs), desc="spotscape", disable=not progress or self.rank > 0, leave=False)
         for epoch in bar:
-            rec = self.step(epoch)
+            rec = self._epoch(epoch)
             self.history.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             if c.patience:

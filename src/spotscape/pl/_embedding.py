@@ -29,7 +29,7 @@ def umap(adata, color=("spotscape_domain",), use_rep: str = "X_spotscape", path=
     if "X_spotscape_umap" not in adata.obsm or adata.obsm["X_spotscape_umap"].shape[0] != adata.n_obs:
         tmp = ad.AnnData(np.zeros((adata.n_obs, 1), dtype=np.float32))
         tmp.obsm["rep"] = np.asarray(adata.obsm[use_rep])
-        sc.pp.neighbors(tmp, use_rep="rep", n_neighbors=n_neighbors, random_state=seed)
+        sc.pp.neighbors(tmp, use_rep="rep", n_neighbors=n_neighbors, random_state=seed, transformer="sklearn")
         sc.tl.umap(tmp, random_state=seed)
         adata.obsm["X_spotscape_umap"] = tmp.obsm["X_umap"]
     xy = adata.obsm["X_spotscape_umap"] * np.array([1, -1])  # _scatter flips y for tissue images

@@ -21,7 +21,7 @@ def _leiden(z: np.ndarray, n_domains: int | None, seed: int, resolution: float =
 
     tmp = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32))
     tmp.obsm["z"] = z
-    sc.pp.neighbors(tmp, use_rep="z", n_neighbors=15, random_state=seed)
+    sc.pp.neighbors(tmp, use_rep="z", n_neighbors=15, random_state=seed, transformer="sklearn")
 
     def run(res):
         sc.tl.leiden(tmp, resolution=res, random_state=seed, flavor="igraph", n_iterations=2, directed=False, key_added="l")

@@ -60,7 +60,7 @@ def trajectory(
     sub.obs["g"] = pd.Categorical(g[ok].astype(str).to_numpy(), categories=cat_order)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.pp.neighbors(sub, use_rep="rep", n_neighbors=n_neighbors, random_state=seed)
+        sc.pp.neighbors(sub, use_rep="rep", n_neighbors=n_neighbors, random_state=seed, transformer="sklearn")
         sc.tl.paga(sub, groups="g")
         sc.tl.diffmap(sub, random_state=seed)
         dc = sub.obsm["X_diffmap"][:, 1:]

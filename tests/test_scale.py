@@ -1,0 +1,85 @@
+"""Mini-batch mode and several processes (issue #5) on simulated tissues."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import spotscape as ss
+from spotscape.batching import TileBatches, k_hop, spatial_tiles
+from spotscape.graph import spatial_graph
+from spotscape.metrics import cluster_scores
+
+
+def test_tiles_partition_each_slice():
+    rng = np.random.default_rng(0)
+    xy = rng.random((5000, 2)) * 100
+    groups = rng.integers(0, 3, 5000)
+    tiles = spatial_tiles(xy, groups, 300)
+    allidx = np.concatenate(tiles)
+    assert np.array_equal(np.sort(allidx), np.arange(5000))  # every spot exactly once
+    assert all(len(t) <= 300 for t in tiles) and all(len(np.unique(groups[t])) == 1 for t in tiles)
+    # compact: a tile's extent is far below the slice's
+    assert np.median([np.ptp(xy[t], axis=0).max() for t in tiles]) < 60  # 1/8 of a 100 x 100 slice: ~35 x 50
+
+
+def test_k_hop_matches_matrix_powers():
+    a = spatial_graph(ss.datasets.simulate_tissue(n_spots=400, n_genes=20, seed=0).obsm["spatial"])
+    seeds = np.array([5, 77, 300])
+    nodes = k_hop(a, seeds, 2)
+    reach = ((a + sp.identity(400)) @ (a + sp.identity(400)))[seeds].sum(0).A1 > 0
+    assert list(nodes[:3]) == list(seeds)
+    assert set(nodes) == set(np.flatnonzero(reach))
+    batches = TileBatches(np.random.default_rng(0).random((400, 2)), None, a, batch_size=100, tile_size=50)
+    seen = np.concatenate([n[:k] for n, k in batches.epoch(np.random.default_rng(1))])
+    assert np.array_equal(np.sort(seen), np.arange(400)) and len(batches) == 4
+
+
+@pytest.fixture(scope="module")
+def tissue():
+    return ss.datasets.simulate_tissue(n_spots=2000, n_genes=500, n_domains=5, seed=1)
+
+
+def _ari(a, batch_size, seed=0):
+    b = a.copy()
+    m = ss.Spotscape(b, seed=seed)
+    m.fit(progress=False, batch_size=batch_size, epochs=60)
+    m.embed()
+    ss.tl.domains(b, n_domains=5, seed=seed)
+    return cluster_scores(b.obs["domain"], b.obs["spotscape_domain"])["ari"], m
+
+
+def test_minibatch_close_to_full_batch_and_deterministic(tissue):
+    full, _ = _ari(tissue, None)
+    mini, m = _ari(tissue, 512)
+    assert m.train_config.batch_size == 512 and len(m.history) == 60
+    assert mini > full - 0.05, (mini, full)
+    again, _ = _ari(tissue, 512)
+    assert again == mini  # same seed, same result
+    with pytest.raises(ss.SpotscapeInputError, match="batch_size"):
+        ss.Spotscape(tissue.copy()).fit(epochs=1, batch_size=2, progress=False)
+
+
+def test_two_processes_match_one(tissue, tmp_path):
+    """torchrun, 2 CPU processes (gloo, DistributedDataParallel), against one process, same batches."""
+    src = tmp_path / "tissue.h5ad"
+    tissue.write_h5ad(src)
+    base = [str(src), "--label-key", "domain", "--epochs", "60", "--batch-size", "256", "--quiet", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "spotscape.cli", "run", *base, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert torchrun, "torchrun (installed with torch) not found"
+    two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "spotscape.cli", "run", *base,
+                          "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m1["processes"] == 1 and m2["processes"] == 2 and m2["training_mode"] == "mini-batch 256"
+    assert abs(m1["pooled"]["ari"] - m2["pooled"]["ari"]) < 0.03, (m1["pooled"], m2["pooled"])
+    assert m1["pooled"]["ari"] > 0.5

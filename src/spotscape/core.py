@@ -30,6 +30,7 @@ PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)
 # Mini-batch mode (issue #5): above this many spots "auto" trains on batches of MINIBATCH_SIZE spots.
 MINIBATCH_ABOVE = 50_000
 MINIBATCH_SIZE = 4096
+MINIBATCH_STEPS = 500  # default number of updates in mini-batch mode (epochs between 20 and the full-batch 100)
 
 
 def _distributed() -> tuple[int, int]:
@@ -174,6 +175,7 @@ class Spotscape:
         ``batch_size``: ``"auto"`` trains full batch up to ``MINIBATCH_ABOVE`` spots and in
         mini-batches of 4,096 spots above; ``None`` forces full batch; a number forces mini-batches
         of that many spots (spatial tiles plus their two-hop halo, every loss inside the batch).
+        In mini-batch mode the default number of epochs gives about 500 updates (20 to 100 epochs).
         Under ``torch.distributed`` (e.g. started by ``torchrun``) every process trains on its own
         share of the batches and gradients are averaged (DistributedDataParallel)."""
         sched = self.default_schedule()
@@ -192,6 +194,10 @@ class Spotscape:
             raise SpotscapeInputError(f"batch_size must be 'auto', None or an integer >= 8, got {batch_size!r}.")
         if world > 1 and batch_size is None:
             raise SpotscapeInputError("several processes need mini-batches: leave batch_size='auto' or give a number.")
+        if batch_size is not None and epochs is None:
+            # mini-batches: an epoch is N / batch_size updates; keep about MINIBATCH_STEPS updates in all
+            n_batches = max(1, -(-n_spots // int(batch_size)))
+            sched["epochs"] = int(np.clip(-(-MINIBATCH_STEPS // n_batches), 20, sched["epochs"]))
         cfg = TrainConfig(**sched, n_domains=self.params["n_domains"], batch_size=batch_size, **loss_options)
         if cfg.epochs < 1:
             raise SpotscapeInputError("epochs must be >= 1.")

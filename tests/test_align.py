@@ -111,3 +111,23 @@ def test_bad_inputs(mob_pair):
         align([a, b])
     with pytest.raises(SpotscapeInputError, match="no obs"):
         label_transfer(a, a, "missing_column")
+
+
+def test_cli_align(mob_pair, tmp_path):
+    """`spotscape align` on one file holding two embedded slices; bad keys fail before any output."""
+    from spotscape.cli import main
+
+    a, b = mob_pair[0].copy(), mob_pair[1].copy()
+    joint = ad.concat([a, b], label="slice", keys=["orig", "moved"], index_unique="-")
+    joint.obsm["X_spotscape"] = np.vstack([a.obsm["X_spotscape"], b.obsm["X_spotscape"]])
+    src, out, png = tmp_path / "in.h5ad", tmp_path / "out.h5ad", tmp_path / "al.png"
+    joint.write_h5ad(src)
+    assert main(["align", str(src), "--out", str(out), "--label-key", "layer", "--plot", str(png)]) == 0
+    c = ad.read_h5ad(out)
+    moved = (c.obs["slice"] == "moved").to_numpy()
+    err = np.median(np.linalg.norm(c.obsm["spatial_aligned"][moved] - mob_pair[2], axis=1))
+    assert err < mob_pair[3] and png.stat().st_size > 10_000
+    bad = tmp_path / "bad.h5ad"
+    assert main(["align", str(src), "--out", str(bad), "--slice-key", "nope"]) == 2
+    assert main(["align", str(src), "--out", str(bad), "--reference", "nope"]) == 2
+    assert not bad.exists()

@@ -133,3 +133,21 @@ def test_bad_inputs_raise_before_work(split_slice):
     with pytest.raises(SpotscapeInputError, match="negative"):
         condition_de(neg, "condition", "layer_guess")
     assert "spotscape_de" not in a.uns
+
+
+def test_cli_de(split_slice, tmp_path):
+    """`spotscape de` writes the table as CSV; a bad key fails with exit 2 and no file."""
+    from spotscape.cli import main
+
+    a = split_slice[:, :300].copy()
+    src, out, png = tmp_path / "in.h5ad", tmp_path / "de.csv", tmp_path / "de.png"
+    a.write_h5ad(src)
+    assert main(["de", str(src), "--out", str(out), "--condition-key", "condition", "--domain-key", "layer_guess",
+                 "--plot", str(png)]) == 0
+    tab = pd.read_csv(out)
+    assert list(tab.columns) == COLUMNS and len(tab) == 7 * 300 and png.stat().st_size > 1000
+    assert tab["qval"].between(0, 1).all()
+    bad = tmp_path / "bad.csv"
+    assert main(["de", str(src), "--out", str(bad), "--condition-key", "nope", "--domain-key", "layer_guess"]) == 2
+    assert main(["de", str(src), "--out", str(tmp_path / "x.h5ad"), "--condition-key", "condition"]) == 2
+    assert not bad.exists()

@@ -101,15 +101,27 @@ def _read_one(path: str):
     return io.read(path)
 
 
+def _task_input(args, out_suffixes=(".h5ad",)):
+    """Check the output file (and --plot) before any work, then read INPUT."""
+    from ._validate import check_output_file
+
+    check_output_file(args.out, out_suffixes)
+    if getattr(args, "plot", None):
+        check_output_file(args.plot, (".png", ".pdf", ".svg"))
+    return _read_one(args.input)
+
+
+def _need_obs(a, key, flag: str) -> None:
+    if key and key not in a.obs:
+        raise SpotscapeInputError(f"{flag} {key!r} is not a column of obs; columns: {list(a.obs.columns)[:15]}.")
+
+
 def _domains(args) -> int:
     from . import io, tl
-    from ._validate import check_output_file
     from .metrics import cluster_scores
 
-    check_output_file(args.out)
-    a = _read_one(args.input)
-    if args.label_key and args.label_key not in a.obs:
-        raise SpotscapeInputError(f"--label-key {args.label_key!r} is not a column of obs; columns: {list(a.obs.columns)[:15]}.")
+    a = _task_input(args)
+    _need_obs(a, args.label_key, "--label-key")
     tl.domains(a, n_domains=args.n_domains, use_rep=args.use_rep, method=args.method, refine=args.refine,
                slice_key=args.slice_key, seed=args.seed)
     info = a.uns["spotscape"]
@@ -125,12 +137,8 @@ def _domains(args) -> int:
 
 def _trajectory(args) -> int:
     from . import io, pl, tl
-    from ._validate import check_output_file
 
-    check_output_file(args.out)
-    if args.plot:
-        check_output_file(args.plot, (".png", ".pdf", ".svg"))
-    a = _read_one(args.input)
+    a = _task_input(args)
     r = tl.trajectory(a, groups=args.groups, root=args.root, use_rep=args.use_rep, order=args.order, seed=args.seed)
     print(f"pseudotime from {r['root']} -> obs['spotscape_pseudotime']; PAGA -> uns['spotscape_paga']")
     print(r["connectivities"].round(2).to_string())
@@ -146,11 +154,9 @@ def _impute(args) -> int:
     import numpy as np
 
     from . import io, tl
-    from ._validate import check_output_file
     from .core import Spotscape
 
-    check_output_file(args.out)
-    a = _read_one(args.input)
+    a = _task_input(args)
     if args.model:
         if args.holdout:
             raise SpotscapeInputError("--holdout trains a model on the masked data; it cannot be combined with --model.")
@@ -180,16 +186,10 @@ def _impute(args) -> int:
 
 def _align(args) -> int:
     from . import io, pl, tl
-    from ._validate import check_output_file
 
-    check_output_file(args.out)
-    if args.plot:
-        check_output_file(args.plot, (".png", ".pdf", ".svg"))
-    a = _read_one(args.input)
-    if args.slice_key not in a.obs:
-        raise SpotscapeInputError(f"--slice-key {args.slice_key!r} is not a column of obs; columns: {list(a.obs.columns)[:15]}.")
-    if args.label_key and args.label_key not in a.obs:
-        raise SpotscapeInputError(f"--label-key {args.label_key!r} is not a column of obs; columns: {list(a.obs.columns)[:15]}.")
+    a = _task_input(args)
+    _need_obs(a, args.slice_key, "--slice-key")
+    _need_obs(a, args.label_key, "--label-key")
     names = [str(c) for c in a.obs[args.slice_key].astype("category").cat.categories]
     ref = 0 if args.reference is None else (names.index(args.reference) if args.reference in names else -999)
     if ref == -999:
@@ -212,12 +212,8 @@ def _align(args) -> int:
 
 def _de(args) -> int:
     from . import pl, tl
-    from ._validate import check_output_file
 
-    check_output_file(args.out, (".csv", ".tsv"))
-    if args.plot:
-        check_output_file(args.plot, (".png", ".pdf", ".svg"))
-    a = _read_one(args.input)
+    a = _task_input(args, (".csv", ".tsv"))
     table = tl.condition_de(a, args.condition_key, domain_key=args.domain_key, reference=args.reference, min_spots=args.min_spots)
     sep = "\t" if args.out.endswith(".tsv") else ","
     tmp = f"{args.out}.tmp-{os.getpid()}"

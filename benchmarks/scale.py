@@ -23,9 +23,21 @@ RESULTS = HERE / "results"
 
 SIMULATE = r"""
 import sys
+import anndata as ad
 import spotscape as ss
 n, seed, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-ss.datasets.simulate_tissue(n_spots=n, n_genes=2000, n_domains=5, seed=seed).write_h5ad(path)
+# above 100k: side-by-side copies of one tissue of at most 100k spots (the simulator holds dense spots x
+# genes arrays; one seed, so that a domain has the same marker genes in every copy)
+parts, left, x0 = [], n, 0.0
+while left > 0:
+    a = ss.datasets.simulate_tissue(n_spots=min(left, 100_000), n_genes=2000, n_domains=5, seed=seed)
+    a.obsm["spatial"][:, 0] += x0
+    x0 = a.obsm["spatial"][:, 0].max() + 1000.0
+    a.obs_names = [f"p{len(parts)}_{i}" for i in a.obs_names]
+    parts.append(a)
+    left -= a.n_obs
+a = parts[0] if len(parts) == 1 else ad.concat(parts, merge="first")
+a.write_h5ad(path)
 """
 
 CHILD = r"""

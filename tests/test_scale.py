@@ -83,3 +83,16 @@ def test_two_processes_match_one(tissue, tmp_path):
     assert m1["processes"] == 1 and m2["processes"] == 2 and m2["training_mode"] == "mini-batch 256"
     assert abs(m1["pooled"]["ari"] - m2["pooled"]["ari"]) < 0.03, (m1["pooled"], m2["pooled"])
     assert m1["pooled"]["ari"] > 0.5
+
+
+def test_tiled_embedding_equals_full_graph(tissue, monkeypatch):
+    """Above the mini-batch threshold the embedding is computed tile by tile; it must equal the full-graph one."""
+    import spotscape.core as core
+
+    m = ss.Spotscape(tissue.copy(), seed=0)
+    m.fit(epochs=5, progress=False, batch_size=None)
+    full = m.get_latent_representation()
+    monkeypatch.setattr(core, "MINIBATCH_ABOVE", 100)
+    monkeypatch.setattr(core, "EMBED_BATCH", 256)
+    tiled = m.get_latent_representation()
+    assert np.abs(tiled - full).max() < 1e-4

@@ -30,6 +30,7 @@ PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)
 # Mini-batch mode (issue #5): above this many spots "auto" trains on batches of MINIBATCH_SIZE spots.
 MINIBATCH_ABOVE = 50_000
 MINIBATCH_SIZE = 4096
+EMBED_BATCH = 32768  # spots per tile group when embedding above MINIBATCH_ABOVE spots
 MINIBATCH_STEPS = 500  # default number of updates in mini-batch mode (epochs between 20 and the full-batch 100)
 
 
@@ -228,10 +229,22 @@ class Spotscape:
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def _embed_slices(self, slices) -> np.ndarray:
-        x, adj, _ = self._prepare(slices)
+        """z of the un-augmented graph. Above MINIBATCH_ABOVE spots, tile by tile with each tile's
+        two-hop halo and the global GCN normalisation: the same z, in memory bounded by a batch."""
+        x, adj, rows = self._prepare(slices)
         self.net.eval()
-        z = self.net.encoder(SparseMatrix(x, self.device), SparseMatrix(normalized_adjacency(adj), self.device, symmetric=True))
-        return z.cpu().numpy()
+        a_norm = normalized_adjacency(adj)
+        if x.shape[0] <= MINIBATCH_ABOVE:
+            z = self.net.encoder(SparseMatrix(x, self.device), SparseMatrix(a_norm, self.device, symmetric=True))
+            return z.cpu().numpy()
+        coords = np.vstack([np.asarray(a.obsm[self.params["spatial_key"]], dtype=np.float64) for a in slices])
+        codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+        out = np.empty((x.shape[0], self.net.encoder.weights[-1].shape[1]), dtype=np.float32)
+        batches = TileBatches(coords, codes, adj, batch_size=EMBED_BATCH, tile_size=EMBED_BATCH // 8)
+        for nodes, ns in batches.epoch(np.random.default_rng(0)):  # every tile once; the order does not matter
+            sub = SparseMatrix(a_norm[nodes][:, nodes], self.device, symmetric=True)
+            out[nodes[:ns]] = self.net.encoder(SparseMatrix(x[nodes], self.device), sub)[:ns].cpu().numpy()
+        return out
 
     @torch.no_grad()
     def get_reconstruction(self, adata=None, batch_size: int = 8192) -> tuple[sp.csr_matrix, np.ndarray]:

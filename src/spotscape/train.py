@@ -149,10 +149,11 @@ class Trainer:
             return self.step(epoch)
         x, adj, codes = self.full
         batches = list(self.batches.epoch(self.rng))  # the same order in every process (same seed)
-        n_steps = len(batches) // self.world if self.world > 1 else len(batches)
+        # several processes: the same number of steps in each (collectives), at least one
+        n_steps = max(1, len(batches) // self.world) if self.world > 1 else len(batches)
         recs = []
         for i in range(n_steps):
-            nodes, ns = batches[i * self.world + self.rank]
+            nodes, ns = batches[(i * self.world + self.rank) % len(batches)]
             recs.append(self.step(epoch, batch_data(x, adj, codes, nodes, ns, self.device)))
         rec = {"epoch": epoch}
         for k in recs[0]:

@@ -31,7 +31,7 @@ PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)
 MINIBATCH_ABOVE = 50_000
 MINIBATCH_SIZE = 4096
 EMBED_BATCH = 32768  # spots per tile group when embedding above MINIBATCH_ABOVE spots
-MINIBATCH_STEPS = 500  # default number of updates in mini-batch mode (epochs between 20 and the full-batch 100)
+MINIBATCH_STEPS = 500  # default number of updates in mini-batch mode (epochs between 5 and the full-batch 100)
 
 
 def _distributed() -> tuple[int, int]:
@@ -176,7 +176,7 @@ class Spotscape:
         ``batch_size``: ``"auto"`` trains full batch up to ``MINIBATCH_ABOVE`` spots and in
         mini-batches of 4,096 spots above; ``None`` forces full batch; a number forces mini-batches
         of that many spots (spatial tiles plus their two-hop halo, every loss inside the batch).
-        In mini-batch mode the default number of epochs gives about 500 updates (20 to 100 epochs).
+        In mini-batch mode the default number of epochs gives about 500 updates (5 to 100 epochs).
         Under ``torch.distributed`` (e.g. started by ``torchrun``) every process trains on its own
         share of the batches and gradients are averaged (DistributedDataParallel)."""
         sched = self.default_schedule()
@@ -198,7 +198,7 @@ class Spotscape:
         if batch_size is not None and epochs is None:
             # mini-batches: an epoch is N / batch_size updates; keep about MINIBATCH_STEPS updates in all
             n_batches = max(1, -(-n_spots // int(batch_size)))
-            sched["epochs"] = int(np.clip(-(-MINIBATCH_STEPS // n_batches), 20, sched["epochs"]))
+            sched["epochs"] = int(np.clip(-(-MINIBATCH_STEPS // n_batches), 5, sched["epochs"]))
         cfg = TrainConfig(**sched, n_domains=self.params["n_domains"], batch_size=batch_size, **loss_options)
         if cfg.epochs < 1:
             raise SpotscapeInputError("epochs must be >= 1.")

@@ -65,6 +65,8 @@ def main():
             path = cached
         for seed in range(args.seeds):
             for batch in ("full", args.batch_size):
+                if any(r["data"] == name and r["seed"] == seed and r["batch"] == batch and "error" not in r for r in rows):
+                    continue  # already measured (the JSON keeps every run; rerunning resumes)
                 r = {"data": name, "seed": seed, "batch": batch, "label": label, **run(path, label, seed, batch, extra)}
                 rows.append(r)
                 print(json.dumps(r), flush=True)

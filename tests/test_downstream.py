@@ -134,3 +134,18 @@ def test_report_from_demo_run(tmp_path):
     assert f"{m['pooled']['ari']:.3f}" in page
     assert os.path.getsize(out / "umap.png") > 10000
     assert main(["report", str(tmp_path / "nothing_here")]) == 2
+
+
+def test_denoise_keeps_the_spot_order_of_a_split_anndata(small_tissue):
+    """One AnnData split by slice_key with interleaved slices: denoise returns its spots in their own
+    order, each row the model's input for that spot."""
+    a = small_tissue.copy()
+    a.obs["s"] = np.where(np.arange(a.n_obs) % 3 == 0, "b", "a")  # slices interleaved in the rows
+    m = ss.Spotscape(a, slice_key="s", seed=0)
+    m.fit(epochs=2, progress=False)
+    d = ss.tl.denoise(m)
+    assert list(d.obs_names) == list(a.obs_names) and list(d.obs["s"]) == list(a.obs["s"])
+    np.testing.assert_allclose(d.obsm["spatial"], a.obsm["spatial"])
+    from spotscape.pp import normalize
+
+    np.testing.assert_allclose(d.X.toarray(), normalize(a, m.genes).toarray(), rtol=1e-5)

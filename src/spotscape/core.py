@@ -162,6 +162,12 @@ class Spotscape:
             self._prepared = out
         return out
 
+    def _tiles(self, slices, rows, adj, batch_size: int, tile_size: int | None) -> TileBatches:
+        """Spatial tiles of the stacked slices (never across slices), for mini-batches."""
+        coords = np.vstack([np.asarray(a.obsm[self.params["spatial_key"]], dtype=np.float64) for a in slices])
+        codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+        return TileBatches(coords, codes, adj, batch_size=batch_size, tile_size=tile_size)
+
     # ------------------------------------------------------------------ training
     def default_schedule(self) -> dict:
         return dict(FAST_MULTI if len(self.slices) > 1 else FAST_SINGLE)
@@ -204,7 +210,6 @@ class Spotscape:
             raise SpotscapeInputError("epochs must be >= 1.")
         t0 = time.perf_counter()
         x, adj, rows = self._prepare(self.slices)
-        seed = self.params["seed"]
         if batch_size is None:
             data = TrainingData(
                 x=SparseMatrix(x, self.device),
@@ -214,13 +219,12 @@ class Spotscape:
             )
             trainer_args = dict(data=data)
         else:
-            coords = np.vstack([np.asarray(a.obsm[self.params["spatial_key"]], dtype=np.float64) for a in self.slices])
+            batches = self._tiles(self.slices, rows, adj, int(batch_size), cfg.tile_size)
             codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
-            batches = TileBatches(coords, codes, adj, batch_size=int(batch_size), tile_size=cfg.tile_size)
             trainer_args = dict(data=None, batches=batches, full=(x, sp.csr_matrix(adj), codes), rank=rank, world=world)
         self.timings["graph_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        trainer = Trainer(self.net, config=cfg, seed=seed, device=self.device, **trainer_args)
+        trainer = Trainer(self.net, config=cfg, seed=self.params["seed"], device=self.device, **trainer_args)
         self.history = trainer.fit(progress=progress)
         self.timings["train_s"] = time.perf_counter() - t0
         self.train_config = cfg
@@ -228,19 +232,18 @@ class Spotscape:
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def _embed_slices(self, slices) -> np.ndarray:
+    def _embed_slices(self, slices, prepared=None) -> np.ndarray:
         """z of the un-augmented graph. Above MINIBATCH_ABOVE spots, tile by tile with each tile's
-        two-hop halo and the global GCN normalisation: the same z, in memory bounded by a batch."""
-        x, adj, rows = self._prepare(slices)
+        two-hop halo and the global GCN normalisation: the same z, in memory bounded by a batch.
+        ``prepared``: the output of ``_prepare(slices)`` when the caller already has it."""
+        x, adj, rows = prepared if prepared is not None else self._prepare(slices)
         self.net.eval()
         a_norm = normalized_adjacency(adj)
         if x.shape[0] <= MINIBATCH_ABOVE:
             z = self.net.encoder(SparseMatrix(x, self.device), SparseMatrix(a_norm, self.device, symmetric=True))
             return z.cpu().numpy()
-        coords = np.vstack([np.asarray(a.obsm[self.params["spatial_key"]], dtype=np.float64) for a in slices])
-        codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
         out = np.empty((x.shape[0], self.net.encoder.weights[-1].shape[1]), dtype=np.float32)
-        batches = TileBatches(coords, codes, adj, batch_size=EMBED_BATCH, tile_size=EMBED_BATCH // 8)
+        batches = self._tiles(slices, rows, adj, EMBED_BATCH, EMBED_BATCH // 8)
         for nodes, ns in batches.epoch(np.random.default_rng(0)):  # every tile once; the order does not matter
             sub = SparseMatrix(a_norm[nodes][:, nodes], self.device, symmetric=True)
             out[nodes[:ns]] = self.net.encoder(SparseMatrix(x[nodes], self.device), sub)[:ns].cpu().numpy()
@@ -258,9 +261,9 @@ class Spotscape:
             raise SpotscapeInputError("this model holds no data: pass adata, or load it with Spotscape.load(path, adata=...).")
         for i, a in enumerate(slices):
             check_coordinates(a, self.params["spatial_key"], i if len(slices) > 1 else None)
-        x, _, _ = self._prepare(slices)
-        z = torch.from_numpy(self._embed_slices(slices)).to(self.device)
-        self.net.eval()
+        prepared = self._prepare(slices)
+        x = prepared[0]
+        z = torch.from_numpy(self._embed_slices(slices, prepared)).to(self.device)  # sets eval mode
         out = np.empty((x.shape[0], len(self.genes)), dtype=np.float32)
         for start in range(0, x.shape[0], batch_size):
             out[start : start + batch_size] = self.net.decoder(z[start : start + batch_size]).cpu().numpy()

@@ -24,15 +24,17 @@ def denoise(model, adata=None, layer_key: str = "spotscape_denoised") -> ad.AnnD
     user's AnnData is not changed. Several slices: the spots of all slices, stacked in order.
     """
     x, x_hat = model.get_reconstruction(adata)
-    src = model.slices if adata is None else ([adata] if isinstance(adata, ad.AnnData) else list(adata))
+    if adata is None and model._positions is not None:  # one AnnData split by slice_key: back to its order
+        order = np.argsort(np.concatenate(model._positions))
+        x, x_hat = x[order], x_hat[order]
+        src = [model._input]
+    else:
+        src = model.slices if adata is None else ([adata] if isinstance(adata, ad.AnnData) else list(adata))
     if len(src) == 1:
         obs, obsm = src[0].obs.copy(), {k: np.asarray(v) for k, v in src[0].obsm.items()}
     else:
         joint = ad.concat([a[:, :0] for a in src], label="spotscape_slice", keys=model.slice_names, index_unique="-")
         obs, obsm = joint.obs, {k: np.asarray(v) for k, v in joint.obsm.items()}
-    if model._positions is not None and adata is None:  # one AnnData split by slice_key: back to its order
-        order = np.argsort(np.concatenate(model._positions))
-        x, x_hat = x[order], x_hat[order]
     out = ad.AnnData(X=x.copy(), obs=obs, obsm=obsm)
     out.var_names = list(model.genes)
     out.layers["spotscape_input"] = x

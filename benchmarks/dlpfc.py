@@ -57,9 +57,10 @@ def main():
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--only", nargs="*", help="subset of: 151673 151674 151675 151676 integrated")
     ap.add_argument("--published", action="store_true", help="published schedule (1,000 epochs)")
+    ap.add_argument("--batch-size", default="auto", help="auto | full | N (spotscape run --batch-size)")
     ap.add_argument("--out", default=str(HERE / "results" / "dlpfc"))
     args = ap.parse_args()
-    extra = ["--published"] if args.published else []
+    extra = (["--published"] if args.published else []) + ["--batch-size", args.batch_size]
     jobs = [(s, [DATA / f"{s}.h5ad"]) for s in SLICES] + [("integrated", [DATA / f"{s}.h5ad" for s in SLICES])]
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only]

@@ -28,10 +28,12 @@ SETS = {  # file, label column, extra `spotscape run` options
 }
 
 
-def run(path, label, seed, batch, extra):
+def run(path, label, seed, batch, extra, epochs=None):
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "spotscape.cli", "run", str(path), "--out", tmp, "--seed", str(seed), "--quiet",
                "--device", "cpu", "--batch-size", batch, *extra]
+        if epochs:
+            cmd += ["--epochs", str(epochs)]
         if label:
             cmd += ["--label-key", label]
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -47,6 +49,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--batch-size", default="1024")
     ap.add_argument("--only", nargs="*", default=list(SETS))
+    ap.add_argument("--epochs", type=int, help="epochs for the mini-batch runs (default: the package's own choice)")
     args = ap.parse_args()
     out = HERE / "results" / "minibatch_real"
     rows = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
@@ -64,10 +67,12 @@ def main():
                 a.write_h5ad(cached)
             path = cached
         for seed in range(args.seeds):
-            for batch in ("full", args.batch_size):
+            mini = args.batch_size + (f" e{args.epochs}" if args.epochs else "")
+            for batch in ("full", mini):
                 if any(r["data"] == name and r["seed"] == seed and r["batch"] == batch and "error" not in r for r in rows):
                     continue  # already measured (the JSON keeps every run; rerunning resumes)
-                r = {"data": name, "seed": seed, "batch": batch, "label": label, **run(path, label, seed, batch, extra)}
+                size, epochs = batch.split(" e") if " e" in batch else (batch, None)
+                r = {"data": name, "seed": seed, "batch": batch, "label": label, **run(path, label, seed, size, extra, epochs)}
                 rows.append(r)
                 print(json.dumps(r), flush=True)
                 out.with_suffix(".json").write_text(json.dumps(rows, indent=1))

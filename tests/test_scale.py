@@ -85,6 +85,20 @@ def test_two_processes_match_one(tissue, tmp_path):
     assert m1["pooled"]["ari"] > 0.5
 
 
+def test_default_minibatch_schedule(tissue):
+    """Forced mini-batches on a small tissue: ~500 updates capped at 25 epochs (4 batches -> 25
+    epochs, not 125), and still as good as full batch."""
+    import spotscape.core as core
+
+    full, _ = _ari(tissue, None)
+    b = tissue.copy()
+    m = ss.Spotscape(b, seed=0).fit(progress=False, batch_size=512)
+    assert len(m.history) == core.MINIBATCH_EPOCHS[1] == 25
+    m.embed()
+    ss.tl.domains(b, n_domains=5, seed=0)
+    assert cluster_scores(b.obs["domain"], b.obs["spotscape_domain"])["ari"] > full - 0.05
+
+
 def test_tiled_embedding_equals_full_graph(tissue, monkeypatch):
     """Above the mini-batch threshold the embedding is computed tile by tile; it must equal the full-graph one."""
     import spotscape.core as core

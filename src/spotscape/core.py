@@ -31,7 +31,10 @@ PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)
 MINIBATCH_ABOVE = 50_000
 MINIBATCH_SIZE = 4096
 EMBED_BATCH = 32768  # spots per tile group when embedding above MINIBATCH_ABOVE spots
-MINIBATCH_STEPS = 500  # default number of updates in mini-batch mode (epochs between 5 and the full-batch 100)
+MINIBATCH_STEPS = 500  # default number of updates in mini-batch mode ...
+MINIBATCH_EPOCHS = (5, 25)  # ... within these epochs: on DLPFC forced into batches of 1,024, 100 epochs
+# (400 updates) lost up to 0.07 ARI against full batch; 25 epochs (100 updates) matched it
+# (benchmarks/minibatch_real.py), and 300k spots collapsed at 20 epochs x 74 batches.
 
 
 def _distributed() -> tuple[int, int]:
@@ -182,7 +185,7 @@ class Spotscape:
         ``batch_size``: ``"auto"`` trains full batch up to ``MINIBATCH_ABOVE`` spots and in
         mini-batches of 4,096 spots above; ``None`` forces full batch; a number forces mini-batches
         of that many spots (spatial tiles plus their two-hop halo, every loss inside the batch).
-        In mini-batch mode the default number of epochs gives about 500 updates (5 to 100 epochs).
+        In mini-batch mode the default number of epochs gives about 500 updates (5 to 25 epochs).
         Under ``torch.distributed`` (e.g. started by ``torchrun``) every process trains on its own
         share of the batches and gradients are averaged (DistributedDataParallel)."""
         sched = self.default_schedule()
@@ -204,7 +207,7 @@ class Spotscape:
         if batch_size is not None and epochs is None:
             # mini-batches: an epoch is N / batch_size updates; keep about MINIBATCH_STEPS updates in all
             n_batches = max(1, -(-n_spots // int(batch_size)))
-            sched["epochs"] = int(np.clip(-(-MINIBATCH_STEPS // n_batches), 5, sched["epochs"]))
+            sched["epochs"] = int(np.clip(-(-MINIBATCH_STEPS // n_batches), *MINIBATCH_EPOCHS))
         cfg = TrainConfig(**sched, n_domains=self.params["n_domains"], batch_size=batch_size, **loss_options)
         if cfg.epochs < 1:
             raise SpotscapeInputError("epochs must be >= 1.")

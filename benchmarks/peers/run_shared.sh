@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The runs behind the README's peers table (../shared/data, this 2-core CPU machine), in the
 # order they were made: cheap tools over several seeds first, slow ones on fewer seeds and
-# datasets (the deep-learning peers take 2-16 minutes per slice here). Everything lands in one
-# results file; rerunning skips finished runs, so the script can be stopped and started again.
+# datasets (STAGATE took 14 minutes on one DLPFC slice here, GraphST about 16). Everything lands
+# in one results file; rerunning skips finished runs, so the script can be stopped and resumed.
 #   bash benchmarks/peers/setup.sh            (WITH_R=1 for R/mclust, see setup.sh)
 #   bash benchmarks/peers/run_shared.sh
 set -euo pipefail
@@ -13,8 +13,8 @@ run() { "$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.js
 single="151673 151674 151675 151676 starmap"
 run --seeds 3 --tools pca pca_spatial banksy spotscape --datasets $single
 run --seeds 1 --tools spagcn stagate graphst --datasets starmap
-run --seeds 1 --tools spagcn stagate --datasets 151673 151674 151675 151676
-run --seeds 1 --tools graphst spaceflow --datasets 151673
+run --seeds 1 --tools spagcn --datasets 151673 151674 151675 151676
+run --seeds 1 --tools stagate graphst spaceflow --datasets 151673
 run --seeds 2 --tools pca pca_spatial banksy spotscape --datasets dlpfc_4_integrated
-run --seeds 1 --tools spagcn stagate spaceflow --datasets dlpfc_4_integrated
+run --seeds 1 --tools spagcn spaceflow --datasets dlpfc_4_integrated
 run --seeds 1 --tools spaceflow --datasets starmap 151674 151675 151676

@@ -28,6 +28,20 @@ import numpy as np
 warnings.filterwarnings("ignore")
 
 
+def _scipy_shim():
+    """scanpy's neighbour search above 4,096 cells goes through pynndescent, which still calls
+    `getnnz` on scipy's sparse arrays (removed in scipy 1.15+); SpaGCN's Louvain start and
+    SpaceFlow's Leiden step need it. Same method under its new private name."""
+    import scipy.sparse as sp
+
+    for cls in (sp.csr_array, sp.csc_array, sp.coo_array):
+        if not hasattr(cls, "getnnz") and hasattr(cls, "_getnnz"):
+            cls.getnnz = cls._getnnz
+
+
+_scipy_shim()
+
+
 def read(files):
     import anndata as ad
     import scipy.sparse as sp

@@ -1,0 +1,61 @@
+"""The peers benchmark runner (issue #3) on a dataset folder it has never seen: two simulated
+slices and a manifest. Only tools that need nothing beyond the package's own environment run
+(the floors and spotscape); a peer that is not installed here must be recorded as a crash while
+the rest go on."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from spotscape.datasets import simulate_tissue
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_runner_on_an_unseen_folder(tmp_path):
+    data = tmp_path / "data"
+    (data / "tissue").mkdir(parents=True)
+    a = simulate_tissue(n_spots=500, n_genes=300, n_domains=4, seed=10)
+    a.obs["region"] = a.obs["domain"].astype(str)
+    a.obs.loc[a.obs_names[:20], "region"] = np.nan  # unlabelled spots are left out of the scores
+    a.write_h5ad(data / "tissue" / "s0.h5ad")
+    # a second slice of the same tissue: counts thinned to 70 %, coordinates moved
+    rng = np.random.default_rng(1)
+    b = a.copy()
+    x = b.X.toarray() if hasattr(b.X, "toarray") else np.asarray(b.X)
+    b.X = rng.binomial(x.astype(np.int64), 0.7).astype(np.float32)
+    b.obsm["spatial"] = np.asarray(a.obsm["spatial"]) + 1000.0
+    b.obs_names = [f"b{n}" for n in a.obs_names]
+    b.write_h5ad(data / "tissue" / "s1.h5ad")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"datasets": [
+        {"name": "one", "files": ["tissue/s0.h5ad"], "label": "region"},
+        {"name": "two", "files": ["tissue/s0.h5ad", "tissue/s1.h5ad"], "label": "region"}]}))
+    out = tmp_path / "res"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "peers" / "run.py"), "--data", str(data), "--manifest", str(manifest),
+           "--out", str(out), "--seeds", "1", "--tools", "pca_spatial", "spotscape", "stagate", "--timeout", "300"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.with_suffix(".json").read_text())
+    by = {(r["dataset"], r["tool"]): r for r in rows}
+    assert len(rows) == 6
+    try:
+        import STAGATE_pyG  # noqa: F401  (not a dependency of the package)
+    except ImportError:
+        assert by[("one", "stagate")]["status"] == "crash" and "STAGATE" in by[("one", "stagate")]["error"]
+    for ds in ("one", "two"):
+        r = by[(ds, "spotscape")]
+        assert r["status"] == "ok" and r["k"] == 4 and r["peak_mb"] > 0
+        assert r["kmeans"]["ari"] > 0.5, r["kmeans"]  # a clean simulated tissue
+        assert r["kmeans"]["ari"] > by[(ds, "pca_spatial")]["kmeans"]["ari"] - 0.1
+    mix = by[("two", "spotscape")]["integration"]
+    assert set(mix) == {"batch_asw", "ilisi", "graph_conn", "label_asw"} and all(0 <= v <= 1 for v in mix.values())
+    assert "integration" not in by[("one", "spotscape")]
+    md = out.with_suffix(".md").read_text()
+    assert "| spotscape |" in md and "crash" in md and out.with_suffix(".png").stat().st_size > 5000
+    # rerunning skips finished runs (and retries only the crashed one)
+    again = cmd[:cmd.index("--tools")] + ["--tools", "pca_spatial", "spotscape"]
+    res = subprocess.run(again, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 6

@@ -34,17 +34,6 @@ DEEP = {"spagcn", "spaceflow", "stagate", "graphst", "spotscape"}  # trained neu
 
 
 # ------------------------------------------------------------------------------ metrics
-def accuracy(truth, pred):
-    from scipy.optimize import linear_sum_assignment
-
-    t, ti = np.unique(truth, return_inverse=True)
-    p, pi = np.unique(pred, return_inverse=True)
-    m = np.zeros((len(p), len(t)))
-    np.add.at(m, (pi, ti), 1)
-    r, c = linear_sum_assignment(-m)
-    return float(m[r, c].sum() / len(truth))
-
-
 def lisi(x, batch, perplexity=30):
     """Per-spot inverse Simpson index of `batch` in a perplexity-calibrated neighbourhood (Harmony/scIB)."""
     from sklearn.neighbors import NearestNeighbors
@@ -106,6 +95,8 @@ def score(emb, own, truth, batch, k, seed):
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score as ari
     from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    from spotscape.metrics import clustering_accuracy as accuracy  # the package's Hungarian-matched accuracy
 
     m = truth != ""
     pred = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(emb)

@@ -23,19 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from spotscape.tl._align import spot_spacing as spacing  # median nearest-spot distance
+
 warnings.filterwarnings("ignore")
 
 
 def rot(deg):
     th = np.deg2rad(deg)
     return np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
-
-
-def spacing(xy):
-    from sklearn.neighbors import NearestNeighbors
-
-    d, _ = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)
-    return float(np.median(d[:, 1]))
 
 
 def rigid(src, dst):

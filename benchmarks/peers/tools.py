@@ -60,6 +60,8 @@ def side_by_side(slices):
     """One AnnData with the slices shifted apart in x (genes: those common to all)."""
     import anndata as ad
 
+    from spotscape.tl._align import spot_spacing  # median nearest-spot distance
+
     genes = slices[0].var_names
     for a in slices[1:]:
         genes = genes.intersection(a.var_names)
@@ -68,7 +70,7 @@ def side_by_side(slices):
         b = a[:, genes].copy()
         xy = b.obsm["spatial"].copy()
         xy[:, 0] += shift - xy[:, 0].min()
-        shift = xy[:, 0].max() + 10 * median_nn(xy) + 1.0
+        shift = xy[:, 0].max() + 10 * spot_spacing(xy) + 1.0
         b.obsm["spatial"] = xy
         b.obs["batch"] = str(i)
         b.obs_names = [f"{i}_{n}" for n in b.obs_names]
@@ -76,13 +78,6 @@ def side_by_side(slices):
     out = ad.concat(parts, join="inner") if len(parts) > 1 else parts[0]
     out.obsm["spatial"] = np.concatenate([p.obsm["spatial"] for p in parts])
     return out
-
-
-def median_nn(xy):
-    from sklearn.neighbors import NearestNeighbors
-
-    d, _ = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)
-    return float(np.median(d[:, 1]))
 
 
 def log_hvg(a, n_top, scale=False):

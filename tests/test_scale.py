@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -110,3 +111,30 @@ def test_tiled_embedding_equals_full_graph(tissue, monkeypatch):
     monkeypatch.setattr(core, "EMBED_BATCH", 256)
     tiled = m.get_latent_representation()
     assert np.abs(tiled - full).max() < 1e-4
+
+
+
+def _two_slices(tissue):
+    """The tissue cut into left and right halves, both holding every layer."""
+    x = tissue.obsm["spatial"][:, 0]
+    return [tissue[x < np.median(x)].copy(), tissue[x >= np.median(x)].copy()]
+
+
+def test_minibatch_integration_of_two_slices(tissue):
+    """Several slices in mini-batches: similarity scaling off by default there (on in full batch,
+    and when asked for), and two slices integrate as well as in full batch."""
+    import spotscape.core as core
+
+    def pooled(batch_size, **kw):
+        slices = _two_slices(tissue)
+        m = ss.Spotscape(slices, n_domains=5, seed=0).fit(progress=False, batch_size=batch_size, epochs=40, **kw)
+        truth = np.concatenate([a.obs["domain"].astype(str) for a in slices])
+        pred = ss.tl.domains(ad.AnnData(obsm={"z": m.get_latent_representation()}), n_domains=5, seed=0, use_rep="z")
+        return cluster_scores(truth, pred)["ari"], m.train_config
+
+    full, cfg_full = pooled(None)
+    mini, cfg_mini = pooled(512)
+    assert cfg_full.w_ss == 1.0 and cfg_mini.w_ss == core.MINIBATCH_W_SS == 0.0
+    assert full > 0.8 and mini > full - 0.05, (mini, full)
+    slices = _two_slices(tissue)
+    assert ss.Spotscape(slices, seed=0).fit(progress=False, batch_size=512, epochs=1, w_ss=1.0).train_config.w_ss == 1.0

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--epochs", type=int, help="training epochs (default: the measured fast schedule)")
     r.add_argument("--lr", type=float, help="learning rate (default: the measured fast schedule)")
-    r.add_argument("--published", action="store_true", help="the published schedule: 1,000 epochs at lr 1e-4 (one slice) / 5e-4")
+    r.add_argument("--published", action="store_true", help="the published schedule: 1,000 epochs at lr 1e-4 (one slice) / 5e-4, and similarity scaling in mini-batches")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--n-top-genes", type=int, default=5000)
     r.add_argument("--batch-size", default="auto", help="auto (mini-batches above 50,000 spots), full, or spots per mini-batch")

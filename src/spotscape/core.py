@@ -35,6 +35,10 @@ MINIBATCH_STEPS = 500  # default number of updates in mini-batch mode ...
 MINIBATCH_EPOCHS = (5, 25)  # ... within these epochs: on DLPFC forced into batches of 1,024, 100 epochs
 # (400 updates) lost up to 0.07 ARI against full batch; 25 epochs (100 updates) matched it
 # (benchmarks/minibatch_real.py), and 300k spots collapsed at 20 epochs x 74 batches.
+MINIBATCH_W_SS = 0.0  # similarity scaling in mini-batches of several slices: off unless asked for. A batch
+# of spatial tiles rarely holds the matching tissue of every other slice, and L_SS then pulls unlike
+# spots together: four DLPFC slices in batches of 4,096 integrated at pooled ARI 0.26 with it and
+# 0.55 without it (0.53 full batch; README, "Large data").
 
 
 def _distributed() -> tuple[int, int]:
@@ -185,7 +189,9 @@ class Spotscape:
         ``batch_size``: ``"auto"`` trains full batch up to ``MINIBATCH_ABOVE`` spots and in
         mini-batches of 4,096 spots above; ``None`` forces full batch; a number forces mini-batches
         of that many spots (spatial tiles plus their two-hop halo, every loss inside the batch).
-        In mini-batch mode the default number of epochs gives about 500 updates (5 to 25 epochs).
+        In mini-batch mode the default number of epochs gives about 500 updates (5 to 25 epochs),
+        and with several slices similarity scaling is off unless ``w_ss`` is given (it hurt
+        integration inside batches; README, "Large data").
         Under ``torch.distributed`` (e.g. started by ``torchrun``) every process trains on its own
         share of the batches and gradients are averaged (DistributedDataParallel)."""
         sched = self.default_schedule()
@@ -208,6 +214,8 @@ class Spotscape:
             # mini-batches: an epoch is N / batch_size updates; keep about MINIBATCH_STEPS updates in all
             n_batches = max(1, -(-n_spots // int(batch_size)))
             sched["epochs"] = int(np.clip(-(-MINIBATCH_STEPS // n_batches), *MINIBATCH_EPOCHS))
+        if batch_size is not None and len(self.slices) > 1:
+            loss_options.setdefault("w_ss", MINIBATCH_W_SS)
         cfg = TrainConfig(**sched, n_domains=self.params["n_domains"], batch_size=batch_size, **loss_options)
         if cfg.epochs < 1:
             raise SpotscapeInputError("epochs must be >= 1.")

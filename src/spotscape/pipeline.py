@@ -69,7 +69,8 @@ def run(
     """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
 
     ``n_domains``: given, else the number of distinct labels in ``label_key``, else estimated.
-    ``published``: the published schedule (1,000 epochs) instead of the fast default.
+    ``published``: the published schedule (1,000 epochs) instead of the fast default, and
+    similarity scaling kept in mini-batches of several slices.
     ``batch_size``: "auto", None (full batch) or spots per mini-batch (``Spotscape.fit``).
     Returns the metrics dictionary written to metrics.json. Under torch.distributed every process
     trains; only rank 0 embeds, clusters and writes (the others return ``{}``).
@@ -96,7 +97,8 @@ def run(
         sched = PUBLISHED_MULTI if len(slices) > 1 else PUBLISHED_SINGLE
         epochs = epochs or sched["epochs"]
         lr = lr or sched["lr"]
-    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size)
+    # published: every loss at its published weight, similarity scaling in mini-batches included
+    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **(dict(w_ss=1.0) if published else {}))
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
         return {}
     t0 = time.perf_counter()

@@ -113,7 +113,6 @@ def test_tiled_embedding_equals_full_graph(tissue, monkeypatch):
     assert np.abs(tiled - full).max() < 1e-4
 
 
-
 def _two_slices(tissue):
     """The tissue cut into left and right halves, both holding every layer."""
     x = tissue.obsm["spatial"][:, 0]

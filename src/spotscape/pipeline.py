@@ -24,6 +24,7 @@ from ._version import __version__
 from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_writable
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
 from .metrics import cluster_scores
+from .train import TrainConfig
 
 def write_json(path: str, obj) -> None:
     """Write JSON all or nothing (a temporary file, then an atomic rename)."""
@@ -98,7 +99,7 @@ def run(
         epochs = epochs or sched["epochs"]
         lr = lr or sched["lr"]
     # published: every loss at its published weight, similarity scaling in mini-batches included
-    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **(dict(w_ss=1.0) if published else {}))
+    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **(dict(w_ss=TrainConfig.w_ss) if published else {}))
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
         return {}
     t0 = time.perf_counter()

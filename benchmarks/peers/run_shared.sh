@@ -19,3 +19,5 @@ run --seeds 2 --tools pca pca_spatial banksy spotscape --datasets dlpfc_4_integr
 run --seeds 1 --tools spagcn spaceflow --datasets dlpfc_4_integrated
 run --seeds 1 --tools spaceflow --datasets starmap 151674 151675 151676
 run --seeds 1 --tools graphst --datasets 151674
+run --seeds 1 --tools graphst --datasets 151675 151676
+run --seeds 1 --tools stagate --datasets 151674 151675 151676

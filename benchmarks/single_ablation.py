@@ -1,0 +1,56 @@
+"""Why do DLPFC slices get better domains inside a four-slice integration than alone? One slice
+trained alone with one setting of the integration changed, to see which (if any) carries the gain.
+
+    python benchmarks/single_ablation.py 151674 0 base
+    python benchmarks/single_ablation.py 151674 0 pcl pcl=1          # prototypes (PCL) as in integration
+    python benchmarks/single_ablation.py 151674 0 lr2e-3 lr=2e-3     # the integration's learning rate
+    python benchmarks/single_ablation.py 151674 0 common common=1    # only the genes shared by all 4 slices
+
+Prints one JSON line: mean ARI of 3 k-means runs (10 starts, true k = 7) on the labelled spots.
+Lines from the session that added it: benchmarks/results/single_ablation.log.
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score as ari
+
+import spotscape as ss
+import spotscape.train as T
+
+DATA = Path(os.environ.get("SPOTSCAPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "dlpfc_subject3_banksy"
+SLICES = ["151673", "151674", "151675", "151676"]
+
+s, seed, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+opts = dict(a.split("=") for a in sys.argv[4:])
+pcl = opts.pop("pcl", "0") == "1"
+common = opts.pop("common", "0") == "1"
+kw = {k: (int(v) if k == "epochs" else float(v)) for k, v in opts.items()}
+if pcl:  # PCL runs only with several slices; switch it on for one
+    orig = T.Trainer.__init__
+
+    def init(self, *a, **k):
+        orig(self, *a, **k)
+        self.multi = True
+
+    T.Trainer.__init__ = init
+a = ad.read_h5ad(DATA / f"{s}.h5ad")
+if common:
+    g = a.var_names
+    for o in SLICES:
+        g = g[g.isin(ad.read_h5ad(DATA / f"{o}.h5ad", backed="r").var_names)]
+    a = a[:, g].copy()
+t = time.time()
+m = ss.Spotscape(a, seed=seed, device="cpu", n_domains=7)
+m.fit(progress=False, **kw)
+z = m.get_latent_representation()
+dt = time.time() - t
+lab = a.obs["layer_guess"].astype(str).to_numpy()
+ok = (lab != "nan") & (lab != "None")
+r = [ari(lab[ok], KMeans(7, n_init=10, random_state=k).fit_predict(z[ok])) for k in range(3)]
+print(json.dumps(dict(slice=s, seed=seed, tag=tag, opts=opts, pcl=pcl, ari=round(float(np.mean(r)), 4), s=round(dt, 1))), flush=True)

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 import spotscape as ss
+from dlpfc import DATA, HERE, SLICES  # the DLPFC benchmark's data folder and slices
+from spotscape.metrics import cluster_scores
 
-HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("SPOTSCAPE_DATA", HERE.parents[1] / "shared" / "data")) / "dlpfc_subject3_banksy"
-SLICES = ["151673", "151674", "151675", "151676"]
 STEPS = [("kmeans", False), ("kmeans", True), ("gmm", False), ("gmm", True)]
 
 
@@ -35,8 +32,6 @@ def main():
     runs = []
     for s in args.slices:
         a = ad.read_h5ad(DATA / f"{s}.h5ad")
-        lab = a.obs["layer_guess"].astype(str).to_numpy()
-        ok = (lab != "nan") & (lab != "None")
         for seed in range(args.seeds):
             m = ss.Spotscape(a, seed=seed, device="cpu").fit(progress=False)
             b = a.copy()
@@ -45,7 +40,7 @@ def main():
             for method, refine in STEPS:
                 ss.tl.domains(b, 7, method=method, refine=refine, seed=seed)
                 key = "spotscape_domain_refined" if refine else "spotscape_domain"
-                row[method + ("+refine" if refine else "")] = float(adjusted_rand_score(lab[ok], b.obs[key].to_numpy()[ok]))
+                row[method + ("+refine" if refine else "")] = cluster_scores(a.obs["layer_guess"], b.obs[key])["ari"]
             runs.append(row)
             print(json.dumps(row), flush=True)
             Path(args.out + ".json").write_text(json.dumps(runs, indent=1))

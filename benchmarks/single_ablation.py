@@ -10,21 +10,17 @@ Prints one JSON line: mean ARI of 3 k-means runs (10 starts, true k = 7) on the 
 Lines from the session that added it: benchmarks/results/single_ablation.log.
 """
 import json
-import os
 import sys
 import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score as ari
 
 import spotscape as ss
 import spotscape.train as T
-
-DATA = Path(os.environ.get("SPOTSCAPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "dlpfc_subject3_banksy"
-SLICES = ["151673", "151674", "151675", "151676"]
+from dlpfc import DATA, SLICES  # the DLPFC benchmark's data folder and slices
+from spotscape.metrics import cluster_scores
 
 s, seed, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 opts = dict(a.split("=") for a in sys.argv[4:])
@@ -50,7 +46,7 @@ m = ss.Spotscape(a, seed=seed, device="cpu", n_domains=7)
 m.fit(progress=False, **kw)
 z = m.get_latent_representation()
 dt = time.time() - t
-lab = a.obs["layer_guess"].astype(str).to_numpy()
-ok = (lab != "nan") & (lab != "None")
-r = [ari(lab[ok], KMeans(7, n_init=10, random_state=k).fit_predict(z[ok])) for k in range(3)]
+lab = a.obs["layer_guess"][a.obs["layer_guess"].notna().to_numpy()]  # k-means on the labelled spots only
+z = z[a.obs["layer_guess"].notna().to_numpy()]
+r = [cluster_scores(lab, KMeans(7, n_init=10, random_state=k).fit_predict(z))["ari"] for k in range(3)]
 print(json.dumps(dict(slice=s, seed=seed, tag=tag, opts=opts, pcl=pcl, ari=round(float(np.mean(r)), 4), s=round(dt, 1))), flush=True)

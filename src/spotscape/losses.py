@@ -64,26 +64,23 @@ def reconstruction_dense(x: torch.Tensor, predictions: list[torch.Tensor]) -> to
     return sum(F.mse_loss(p, x) for p in predictions) / len(predictions)
 
 
-def _topk_means(query: torch.Tensor, key_sets: list[torch.Tensor], k: int, block: int = 1 << 20) -> list[torch.Tensor]:
+def _topk_means(query: torch.Tensor, key_sets: list[torch.Tensor], k: int, block: int = 1 << 19) -> list[torch.Tensor]:
     """For each key set, the mean of each query's k largest similarities to it (all normalised).
 
-    The top-k indices are searched without gradient, a block of queries at a time against every key
-    set at once (at most 2^20 similarities, 4 MB, so that the block is still in cache when top-k
-    reads it: 1.8x faster than whole sets on a CPU), and the chosen similarities are recomputed with
-    gradient: the same value and gradient as ``topk`` on the full matrix.
+    The top-k indices are searched without gradient, a block of queries at a time (at most 2^19
+    similarities, 2 MB, so that the block is still in cache when top-k reads it: about 2x faster
+    than whole query x key matrices on this project's CPU, ``benchmarks/kernels.py``), and the
+    chosen similarities are recomputed with gradient: the same value and gradient as ``topk`` on the
+    full matrix.
     """
-    keys = torch.cat(key_sets)
-    bounds = [0]
-    for ks in key_sets:
-        bounds.append(bounds[-1] + ks.shape[0])
-    chunk = max(1, block // max(keys.shape[0], 1))
-    found: list[list[torch.Tensor]] = [[] for _ in key_sets]
-    with torch.no_grad():
-        for start in range(0, query.shape[0], chunk):
-            sim = query[start : start + chunk] @ keys.T
-            for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-                found[j].append(sim[:, lo:hi].topk(min(k, hi - lo), dim=1).indices + lo)
-    return [(query.unsqueeze(1) * keys[torch.cat(idx)]).sum(-1).mean(1) for idx in found]
+    out = []
+    for keys in key_sets:
+        kk = min(k, keys.shape[0])
+        chunk = max(1, block // max(keys.shape[0], 1))
+        with torch.no_grad():
+            idx = torch.cat([(query[i : i + chunk] @ keys.T).topk(kk, dim=1).indices for i in range(0, query.shape[0], chunk)])
+        out.append((query.unsqueeze(1) * keys[idx]).sum(-1).mean(1))
+    return out
 
 
 def similarity_scaling(z1: torch.Tensor, z2: torch.Tensor, slices: list[torch.Tensor], k: int = 5) -> torch.Tensor:

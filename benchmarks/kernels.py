@@ -1,0 +1,82 @@
+"""The two CPU kernels that dominate a full-batch step of the four-slice DLPFC integration, timed
+the old way and the way the package does them now (medians of repeats, this machine's threads):
+
+- the sparse input times a 256-column dense matrix, forward (X W) and backward (X^T G): one CSR
+  product against column blocks of 64 (``spotscape._sparse._csr_mm``);
+- similarity scaling's top-k search: one full similarity matrix per slice pair against blocks of
+  queries small enough to stay in cache (``losses._topk_means``).
+
+    python benchmarks/kernels.py
+
+Prints a markdown table; the values do not depend on the timing (checked here too).
+"""
+from __future__ import annotations
+
+import time
+
+import anndata as ad
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlpfc import DATA, SLICES
+from spotscape import Spotscape, losses
+from spotscape._sparse import _csr_mm, _to_torch_csr
+
+
+def timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def compare(before, now, rounds):
+    """Median seconds of each, run in alternation (this machine's speed drifts between minutes)."""
+    before(), now()
+    times = np.array([[timed(before), timed(now)] for _ in range(rounds)])
+    return tuple(np.median(times, axis=0))
+
+
+def topk_means_unblocked(query, key_sets, k):
+    """The earlier search: one query x key-set similarity matrix per pair, top-k on it whole."""
+    out = []
+    for keys in key_sets:
+        with torch.no_grad():
+            idx = (query @ keys.T).topk(k, dim=1).indices
+        out.append((query.unsqueeze(1) * keys[idx]).sum(-1).mean(1))
+    return out
+
+
+def main():
+    model = Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
+    x, _, rows = model._prepare(model.slices)
+    a, a_t = _to_torch_csr(x, "cpu"), _to_torch_csr(x.T.tocsr(), "cpu")
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(x.shape[1], 256, generator=g)
+    grad = torch.randn(x.shape[0], 256, generator=g)
+    assert torch.equal(a @ w, _csr_mm(a, w)) and torch.equal(a_t @ grad, _csr_mm(a_t, grad))
+    z = F.normalize(torch.randn(x.shape[0], 64, generator=g), dim=1)
+    sets = [z[torch.from_numpy(r)] for r in rows]
+    new = losses._topk_means(sets[0], sets, 5)
+    old = topk_means_unblocked(sets[0], sets, 5)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(new, old))
+
+    def ss(search):
+        for q in sets:
+            search(q, sets, 5)
+
+    lines = [
+        ("X W (forward), X 14,364 x 3,851 CSR, W 256 columns", *compare(lambda: a @ w, lambda: _csr_mm(a, w), 15)),
+        ("X^T G (backward), G 256 columns", *compare(lambda: a_t @ grad, lambda: _csr_mm(a_t, grad), 15)),
+        ("similarity-scaling top-k search, 4 slices (one step, forward)",
+         *compare(lambda: ss(topk_means_unblocked), lambda: ss(losses._topk_means), 10)),
+    ]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; spots per slice {[len(r) for r in rows]}, "
+          f"input fill {x.nnz / (x.shape[0] * x.shape[1]):.3f}\n")
+    print("| kernel | before (s) | now (s) | speed-up |\n|---|---|---|---|")
+    for name, before, now in lines:
+        print(f"| {name} | {before:.3f} | {now:.3f} | {before / now:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

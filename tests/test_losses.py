@@ -82,16 +82,16 @@ def test_similarity_scaling_chunked_matches_dense():
         assert torch.allclose(x, y, atol=1e-6)
 
 
-
 def test_topk_means_in_small_blocks_match_full_topk():
-    # blocks of 2 query rows against both key sets: the same as top-k over each full set
+    # blocks of query rows against both key sets: the same as top-k over each full set
     g = torch.Generator().manual_seed(3)
-    q = torch.nn.functional.normalize(torch.randn(25, 4, generator=g), dim=1)
+    q = torch.nn.functional.normalize(torch.randn(150, 4, generator=g), dim=1)  # 3 blocks of 64 rows
     keys = [torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=1) for n in (17, 3)]
     got = losses._topk_means(q, keys, k=5, block=40)
     for m, kset in zip(got, keys):
         want = (q @ kset.T).topk(min(5, kset.shape[0]), dim=1).values.mean(1)
         assert torch.allclose(m, want, atol=1e-6)
+
 
 def test_prototypical_contrastive_by_hand():
     # logits = cos / tau = [2, 0]; CE = log(1 + e^-2)

@@ -21,3 +21,5 @@ run --seeds 1 --tools spaceflow --datasets starmap 151674 151675 151676
 run --seeds 1 --tools graphst --datasets 151674
 run --seeds 1 --tools graphst --datasets 151675 151676
 run --seeds 1 --tools stagate --datasets 151674 151675 151676
+run --seeds 3 --tools spagcn --datasets $single
+run --seeds 2 --tools spagcn --datasets dlpfc_4_integrated

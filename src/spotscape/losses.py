@@ -67,7 +67,7 @@ def reconstruction_dense(x: torch.Tensor, predictions: list[torch.Tensor]) -> to
 def _topk_means(query: torch.Tensor, key_sets: list[torch.Tensor], k: int, block: int = 1 << 19) -> list[torch.Tensor]:
     """For each key set, the mean of each query's k largest similarities to it (all normalised).
 
-    The top-k indices are searched without gradient, a block of queries at a time (at most 2^19
+    The top-k indices are searched without gradient, a block of queries at a time (2^19
     similarities, 2 MB, so that the block is still in cache when top-k reads it: about 2x faster
     than whole query x key matrices on this project's CPU, ``benchmarks/kernels.py``), and the
     chosen similarities are recomputed with gradient: the same value and gradient as ``topk`` on the
@@ -76,7 +76,7 @@ def _topk_means(query: torch.Tensor, key_sets: list[torch.Tensor], k: int, block
     out = []
     for keys in key_sets:
         kk = min(k, keys.shape[0])
-        chunk = max(1, block // max(keys.shape[0], 1))
+        chunk = max(64, block // max(keys.shape[0], 1))  # 64 rows at least: few calls on large slices
         with torch.no_grad():
             idx = torch.cat([(query[i : i + chunk] @ keys.T).topk(kk, dim=1).indices for i in range(0, query.shape[0], chunk)])
         out.append((query.unsqueeze(1) * keys[idx]).sum(-1).mean(1))

@@ -1,0 +1,45 @@
+"""Seconds per full-batch training step on the four DLPFC slices integrated (14,364 spots, every
+loss but PCL, which starts at half the epochs), for comparing two versions of the package on this
+machine. Its speed drifts from hour to hour, so compare versions in alternation, e.g.:
+
+    git worktree add /tmp/before 7711546          # the version to compare against
+    for round in 1 2; do for src in /tmp/before/src src; do
+        PYTHONPATH=$src python benchmarks/step_time.py --steps 8; done; done
+
+Prints the package's location and the median step time (the first step is left out).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import anndata as ad
+import numpy as np
+import torch
+
+import spotscape
+from dlpfc import DATA, SLICES
+from spotscape._sparse import SparseMatrix
+from spotscape.graph import edge_list
+from spotscape.train import TrainConfig, Trainer, TrainingData
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=8)
+    args = ap.parse_args()
+    model = spotscape.Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
+    x, adj, rows = model._prepare(model.slices)
+    data = TrainingData(SparseMatrix(x), edge_list(adj), x.shape[0], [torch.from_numpy(r) for r in rows])
+    trainer = Trainer(model.net, data, TrainConfig(epochs=100, lr=2e-3, n_domains=7), seed=0)
+    times = []
+    for epoch in range(args.steps + 1):
+        t = time.perf_counter()
+        trainer.step(epoch)
+        times.append(time.perf_counter() - t)
+    print(f"{spotscape.__file__}: median {np.median(times[1:]):.2f} s per step over {args.steps} steps "
+          f"({' '.join(f'{v:.2f}' for v in times[1:])})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,14 +15,11 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import torch
 from sklearn.cluster import KMeans
 
 from spotscape import Spotscape
-from spotscape._sparse import SparseMatrix
-from spotscape.graph import edge_list
 from spotscape.metrics import cluster_scores
-from spotscape.train import TrainConfig, Trainer, TrainingData
+from spotscape.train import TrainConfig, Trainer, full_batch_data
 
 DATA = Path(os.environ.get("SPOTSCAPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "dlpfc_subject3_banksy"
 
@@ -31,7 +28,7 @@ def curve(slices, lr, epochs, every, seed, options):
     ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in slices]
     model = Spotscape(ads if len(ads) > 1 else ads[0], seed=seed, device="cpu", n_domains=7)
     x, adj, rows = model._prepare(model.slices)
-    data = TrainingData(SparseMatrix(x), edge_list(adj), x.shape[0], [torch.from_numpy(r) for r in rows] if len(rows) > 1 else [])
+    data = full_batch_data(x, adj, rows)
     trainer = Trainer(model.net, data, TrainConfig(epochs=epochs, lr=lr, n_domains=7, **options), seed=seed)
     labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
     ok = labels != "nan"

@@ -30,6 +30,7 @@ def main():
     args = ap.parse_args()
     model = spotscape.Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
     x, adj, rows = model._prepare(model.slices)
+    # built here, not with train.full_batch_data: the script must also run against earlier versions
     data = TrainingData(SparseMatrix(x), edge_list(adj), x.shape[0], [torch.from_numpy(r) for r in rows])
     trainer = Trainer(model.net, data, TrainConfig(epochs=100, lr=2e-3, n_domains=7), seed=0)
     times = []

@@ -15,11 +15,11 @@ import torch
 from ._version import __version__
 from ._sparse import SparseMatrix
 from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names
-from .graph import block_graph, edge_list, normalized_adjacency, spatial_graph
+from .graph import block_graph, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
 from .pp import highly_variable_genes, normalize
 from .batching import TileBatches
-from .train import TrainConfig, Trainer, TrainingData
+from .train import TrainConfig, Trainer, full_batch_data
 
 # Defaults chosen by measurement (README, "Training schedule"); the published schedule is
 # TrainConfig() itself: 1,000 epochs at 1e-4 (one slice) or 5e-4 (several).
@@ -222,13 +222,7 @@ class Spotscape:
         t0 = time.perf_counter()
         x, adj, rows = self._prepare(self.slices)
         if batch_size is None:
-            data = TrainingData(
-                x=SparseMatrix(x, self.device),
-                edges=edge_list(adj),
-                n=x.shape[0],
-                slices=[torch.from_numpy(r).to(self.device) for r in rows] if len(rows) > 1 else [],
-            )
-            trainer_args = dict(data=data)
+            trainer_args = dict(data=full_batch_data(x, adj, rows, self.device))
         else:
             batches = self._tiles(self.slices, rows, adj, int(batch_size), cfg.tile_size)
             codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])

@@ -55,6 +55,12 @@ class TrainingData:
     target: SparseMatrix | None = None  # reconstruction target of those rows (default: x)
 
 
+def full_batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, rows: list[np.ndarray], device="cpu") -> TrainingData:
+    """The ``TrainingData`` of the whole input: every spot, the block graph, each slice's rows (several slices only)."""
+    slices = [torch.from_numpy(r).to(device) for r in rows] if len(rows) > 1 else []
+    return TrainingData(x=SparseMatrix(x, device), edges=edge_list(adj), n=x.shape[0], slices=slices)
+
+
 def batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, slice_codes: np.ndarray, nodes: np.ndarray, n_seeds: int,
                device) -> TrainingData:
     """The ``TrainingData`` of one mini-batch: the sub-graph on ``nodes`` (seeds first)."""

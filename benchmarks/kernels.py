@@ -4,7 +4,9 @@ the old way and the way the package does them now (medians of repeats, this mach
 - the sparse input times a 256-column dense matrix, forward (X W) and backward (X^T G): one CSR
   product against column blocks of 64 (``spotscape._sparse._csr_mm``);
 - similarity scaling's top-k search: one full similarity matrix per slice pair against blocks of
-  queries small enough to stay in cache (``losses._topk_means``).
+  queries small enough to stay in cache (``losses._topk_means``);
+- the first layer of both augmented views, X diag(m_v) W1 forward and backward: one masked product
+  per view against one shared X W1 minus each view's dropped columns (``SparseMatrix.mm_masked``).
 
     python benchmarks/kernels.py
 
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 
 from dlpfc import DATA, SLICES
 from spotscape import Spotscape, losses
-from spotscape._sparse import _csr_mm, _to_torch_csr
+from spotscape._sparse import SparseMatrix, _csr_mm, _to_torch_csr
 
 
 def timed(f):
@@ -61,6 +63,18 @@ def main():
     old = topk_means_unblocked(sets[0], sets, 5)
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(new, old))
 
+    xs = SparseMatrix(x)
+    w1 = w.clone().requires_grad_()
+    masks = [torch.from_numpy((np.random.default_rng(v).random(x.shape[1]) >= 0.2).astype(np.float32)) for v in (1, 2)]
+    grads = [grad, grad.flip(0)]
+    views_old = [xs.mm(w1 * m[:, None]) for m in masks]
+    views_new = xs.mm_masked(w1, masks)
+    assert all(torch.allclose(p, q, rtol=1e-5, atol=1e-3) for p, q in zip(views_old, views_new))  # rounding only
+
+    def first_layer(views):
+        h = views()
+        torch.autograd.grad(sum((v * gv).sum() for v, gv in zip(h, grads)), w1)
+
     def ss(search):
         for q in sets:
             search(q, sets, 5)
@@ -70,6 +84,9 @@ def main():
         ("X^T G (backward), G 256 columns", *compare(lambda: a_t @ grad, lambda: _csr_mm(a_t, grad), 15)),
         ("similarity-scaling top-k search, 4 slices (one step, forward)",
          *compare(lambda: ss(topk_means_unblocked), lambda: ss(losses._topk_means), 10)),
+        ("first layer of two views, X diag(m_v) W1, forward + backward",
+         *compare(lambda: first_layer(lambda: [xs.mm(w1 * m[:, None]) for m in masks]),
+                  lambda: first_layer(lambda: xs.mm_masked(w1, masks)), 15)),
     ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; spots per slice {[len(r) for r in rows]}, "
           f"input fill {x.nnz / (x.shape[0] * x.shape[1]):.3f}\n")

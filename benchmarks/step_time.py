@@ -1,6 +1,6 @@
 """Seconds per full-batch training step on the four DLPFC slices integrated (14,364 spots, every
-loss but PCL, which starts at half the epochs), for comparing two versions of the package on this
-machine. Its speed drifts from hour to hour, so compare versions in alternation, e.g.:
+loss but PCL, which starts at half the epochs) or on the slices given by ``--slices`` (one slice:
+L_RE and L_SC), for comparing two versions of the package on this machine. Its speed drifts from hour to hour, so compare versions in alternation, e.g.:
 
     git worktree add /tmp/before 7711546          # the version to compare against
     for round in 1 2; do for src in /tmp/before/src src; do
@@ -27,18 +27,20 @@ from spotscape.train import TrainConfig, Trainer, TrainingData
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--slices", nargs="+", default=SLICES)
     args = ap.parse_args()
-    model = spotscape.Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
+    ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in args.slices]
+    model = spotscape.Spotscape(ads if len(ads) > 1 else ads[0], n_domains=7, seed=0, device="cpu")
     x, adj, rows = model._prepare(model.slices)
     # built here, not with train.full_batch_data: the script must also run against earlier versions
     data = TrainingData(SparseMatrix(x), edge_list(adj), x.shape[0], [torch.from_numpy(r) for r in rows])
-    trainer = Trainer(model.net, data, TrainConfig(epochs=100, lr=2e-3, n_domains=7), seed=0)
+    trainer = Trainer(model.net, data, TrainConfig(epochs=100, lr=2e-3 if len(ads) > 1 else 1e-3, n_domains=7), seed=0)
     times = []
     for epoch in range(args.steps + 1):
         t = time.perf_counter()
         trainer.step(epoch)
         times.append(time.perf_counter() - t)
-    print(f"{spotscape.__file__}: median {np.median(times[1:]):.2f} s per step over {args.steps} steps "
+    print(f"{spotscape.__file__} {' '.join(args.slices)}: median {np.median(times[1:]):.2f} s per step over {args.steps} steps "
           f"({' '.join(f'{v:.2f}' for v in times[1:])})", flush=True)
 
 

@@ -70,12 +70,15 @@ class SparseMatrix:
         self.nnz = m.nnz
         n_cells = max(m.shape[0] * m.shape[1], 1)
         self.dense = m.nnz / n_cells > DENSE_ABOVE and n_cells * 4 < DENSE_MAX_BYTES
+        self.device = device
+        self._host_t = None  # A^T as scipy CSR, for column subsets (``mm_masked``)
         if self.dense:
             self._a = torch.from_numpy(m.toarray()).to(device)
             self._a_t = self._a.T
         else:
             self._a = _to_torch_csr(m, device)
-            self._a_t = self._a if symmetric else _to_torch_csr(m.T.tocsr(), device)
+            self._host_t = m if symmetric else m.T.tocsr()
+            self._a_t = self._a if symmetric else _to_torch_csr(self._host_t, device)
         data = m.data.astype(np.float64)
         self.sum_sq = float((data**2).sum())
         self.col_sum = torch.from_numpy(np.asarray(m.sum(axis=0), dtype=np.float32).ravel()).to(device)
@@ -85,6 +88,27 @@ class SparseMatrix:
         if self.dense:
             return self._a @ dense
         return _SparseMM.apply(self._a, self._a_t, dense)
+
+    def mm_masked(self, w: torch.Tensor, masks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``A diag(m) w`` for each 0/1 column mask ``m``, differentiable in ``w``.
+
+        Sparse: ``A w - A[:, dropped] w[dropped]``, one full product shared by all masks plus one over
+        each mask's dropped columns (20 % of them for Spotscape's views): 1.4 products for two views
+        instead of 2, forward and backward. Same value up to float rounding.
+        """
+        if self.dense:
+            return [self.mm(w * m[:, None]) for m in masks]
+        full = self.mm(w)
+        out = []
+        for m in masks:
+            drop = torch.nonzero(m == 0).squeeze(1)
+            if len(drop) == 0:
+                out.append(full)
+                continue
+            sub_t = self._host_t[drop.cpu().numpy()]  # rows of A^T = columns of A
+            sub, sub_t = _to_torch_csr(sub_t.T.tocsr(), self.device), _to_torch_csr(sub_t, self.device)
+            out.append(full - _SparseMM.apply(sub, sub_t, w[drop]))
+        return out
 
     def tmm(self, dense: torch.Tensor) -> torch.Tensor:
         """``A^T @ dense``, differentiable in ``dense``."""

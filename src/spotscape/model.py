@@ -26,7 +26,15 @@ class GCNEncoder(nn.Module):
 
     def forward(self, x: SparseMatrix | torch.Tensor, adj: SparseMatrix, gene_mask: torch.Tensor | None = None):
         w = self.weights[0] if gene_mask is None else self.weights[0] * gene_mask[:, None]
-        h = x.mm(w) if isinstance(x, SparseMatrix) else x @ w
+        return self.propagate(x.mm(w) if isinstance(x, SparseMatrix) else x @ w, adj)
+
+    def forward_views(self, x: SparseMatrix, adjs: list[SparseMatrix], masks: list[torch.Tensor]):
+        """``forward`` for several views of the same input at once: X diag(m) W1 of every view from
+        one shared product (``SparseMatrix.mm_masked``)."""
+        return [self.propagate(h, adj) for h, adj in zip(x.mm_masked(self.weights[0], masks), adjs)]
+
+    def propagate(self, h: torch.Tensor, adj: SparseMatrix) -> torch.Tensor:
+        """From the first layer's product ``X W1`` (per view) to z."""
         for layer, (b, norm) in enumerate(zip(self.biases, self.norms)):
             if layer > 0:
                 h = h @ self.weights[layer]
@@ -54,5 +62,5 @@ class SpotscapeNet(nn.Module):
         """Both augmented views in one call (one forward per step, as DistributedDataParallel needs):
         returns z1, z2 and the decoder's hidden layer of each (the output layer is applied inside the
         reconstruction loss, which never forms the spots x genes matrix)."""
-        z1, z2 = self.encoder(x, adj1, mask1), self.encoder(x, adj2, mask2)
+        z1, z2 = self.encoder.forward_views(x, [adj1, adj2], [mask1, mask2])
         return z1, z2, self.decoder.hidden(z1), self.decoder.hidden(z2)

@@ -1,6 +1,6 @@
 """Table from the per-run lines that benchmarks/dlpfc.py prints (e.g. a saved console log).
 
-    python benchmarks/summarize_log.py benchmarks/results/dlpfc_fast_5seeds.log
+    python benchmarks/summarize_log.py benchmarks/results/dlpfc_fast_5seeds_c7976ca.log
 """
 import re
 import sys

@@ -35,7 +35,7 @@ COLUMN_CHUNK = 64  # dense operand columns per CSR product
 def _csr_mm(a: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """``a @ dense`` for CSR ``a``, 64 columns of ``dense`` at a time on a CPU: the slice of ``dense``
     that the kernel reads at random then stays in cache. The result is bitwise the same; for the
-    14,364 x 3,851 DLPFC input times 256 columns it is 1.3x faster for ``A`` and 3.6x for ``A^T``
+    14,364 x 3,851 DLPFC input times 256 columns it is 1.3x faster for ``A`` and 5.5x for ``A^T``
     (long rows) on this project's 2-core CPU (``benchmarks/kernels.py``)."""
     if dense.device.type != "cpu" or dense.shape[1] <= COLUMN_CHUNK:
         return a @ dense

@@ -23,3 +23,11 @@ run --seeds 1 --tools graphst --datasets 151675 151676
 run --seeds 1 --tools stagate --datasets 151674 151675 151676
 run --seeds 3 --tools spagcn --datasets $single
 run --seeds 2 --tools spagcn --datasets dlpfc_4_integrated
+# spotscape again after the kernel speed-ups of 2026-11-25 (its rows removed from peers.json first),
+# then spotscape and SpaGCN alternating in one session, for a time ratio on the same day
+run --seeds 3 --tools spotscape --datasets $single
+run --seeds 2 --tools spotscape --datasets dlpfc_4_integrated
+"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
+    --seeds 3 --tools spagcn spotscape --datasets 151673
+"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
+    --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated

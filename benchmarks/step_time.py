@@ -1,6 +1,7 @@
 """Seconds per full-batch training step on the four DLPFC slices integrated (14,364 spots, every
 loss but PCL, which starts at half the epochs) or on the slices given by ``--slices`` (one slice:
-L_RE and L_SC), for comparing two versions of the package on this machine. Its speed drifts from hour to hour, so compare versions in alternation, e.g.:
+L_RE and L_SC), for comparing two versions of the package on this machine. Its speed drifts from
+hour to hour, so compare versions in alternation, e.g.:
 
     git worktree add /tmp/before 7711546          # the version to compare against
     for round in 1 2; do for src in /tmp/before/src src; do

@@ -24,8 +24,9 @@ class GCNEncoder(nn.Module):
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(o)) for o in hidden])
         self.norms = nn.ModuleList([nn.BatchNorm1d(o, momentum=BN_MOMENTUM) for o in hidden])
 
-    def forward(self, x: SparseMatrix | torch.Tensor, adj: SparseMatrix, gene_mask: torch.Tensor | None = None):
-        w = self.weights[0] if gene_mask is None else self.weights[0] * gene_mask[:, None]
+    def forward(self, x: SparseMatrix | torch.Tensor, adj: SparseMatrix):
+        """z of one (un-augmented) graph; training views go through ``forward_views``."""
+        w = self.weights[0]
         return self.propagate(x.mm(w) if isinstance(x, SparseMatrix) else x @ w, adj)
 
     def forward_views(self, x: SparseMatrix, adjs: list[SparseMatrix], masks: list[torch.Tensor]):

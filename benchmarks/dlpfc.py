@@ -4,6 +4,7 @@ time and peak memory are that run's own, reading to written outputs.
 
     python benchmarks/dlpfc.py --seeds 5                      # the README table
     python benchmarks/dlpfc.py --seeds 1 --published --only 151673   # the published schedule, for the time ratio
+    python benchmarks/dlpfc.py --seeds 5 --device cuda --out benchmarks/results/dlpfc_gpu   # on a GPU
 
 Writes benchmarks/results/dlpfc.json and dlpfc.md.
 """
@@ -27,10 +28,10 @@ PUBLISHED_S_PER_EPOCH = 4.0  # METHOD.md: the published code on 151673 on this m
 PAPER = {"151673": 0.48, "integrated": 0.57}
 
 
-def run_spotscape(files, seed, extra):
+def run_spotscape(files, seed, extra, device="cpu"):
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "spotscape.cli", "run", *map(str, files), "--out", tmp, "--label-key", "layer_guess",
-               "--seed", str(seed), "--quiet", "--device", "cpu", *extra]
+               "--seed", str(seed), "--quiet", "--device", device, *extra]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             return {"error": res.stderr[-2000:]}
@@ -47,6 +48,16 @@ def floors(seed):
     return out
 
 
+def device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    import platform
+
+    return f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+
+
 def ms(vals):
     vals = [v for v in vals if v is not None]
     return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if vals else "–"
@@ -58,8 +69,10 @@ def main():
     ap.add_argument("--only", nargs="*", help="subset of: 151673 151674 151675 151676 integrated")
     ap.add_argument("--published", action="store_true", help="published schedule (1,000 epochs)")
     ap.add_argument("--batch-size", default="auto", help="auto | full | N (spotscape run --batch-size)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--out", default=str(HERE / "results" / "dlpfc"))
     args = ap.parse_args()
+    where = device_name(args.device)
     extra = (["--published"] if args.published else []) + ["--batch-size", args.batch_size]
     jobs = [(s, [DATA / f"{s}.h5ad"]) for s in SLICES] + [("integrated", [DATA / f"{s}.h5ad" for s in SLICES])]
     if args.only:
@@ -68,7 +81,7 @@ def main():
     runs = []
     for name, files in jobs:
         for seed in range(args.seeds):
-            m = run_spotscape(files, seed, extra)
+            m = run_spotscape(files, seed, extra, args.device)
             runs.append({"dataset": name, "seed": seed, "metrics": m})
             if "error" in m:
                 print(f"{name} seed {seed}: FAILED {m['error'][-300:]}", flush=True)
@@ -77,30 +90,31 @@ def main():
                       f"{m['seconds_total']:.1f} s {m['peak_memory_mb']:.0f} MB", flush=True)
             Path(args.out + ".json").write_text(json.dumps({"runs": runs}, indent=1))  # nothing lost if a later run dies
     fl = floors(0)
-    result = {"runs": runs, "floors": fl, "published_s_per_epoch": PUBLISHED_S_PER_EPOCH, "schedule": "published" if args.published else "fast"}
+    result = {"runs": runs, "floors": fl, "device": where, "published_s_per_epoch": PUBLISHED_S_PER_EPOCH, "schedule": "published" if args.published else "fast"}
     Path(args.out + ".json").write_text(json.dumps(result, indent=1))
 
-    lines = ["| data | ARI | NMI | CA | per-slice ARI (integrated) | wall s (median) | peak MB (median) | speed-up vs published code | PCA+k-means ARI | smoothed-PCA floor ARI |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | ARI | NMI | CA | per-slice ARI (integrated) | wall s (median) | peak MB (median) | peak GPU MB (median) | speed-up vs published code | PCA+k-means ARI | smoothed-PCA floor ARI |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, _ in jobs:
         ok = [r["metrics"] for r in runs if r["dataset"] == name and "error" not in r["metrics"]]
         if not ok:
-            lines.append(f"| {name} | failed | | | | | | | | |")
+            lines.append(f"| {name} | failed | | | | | | | | | |")
             continue
         pooled = [m["pooled"] for m in ok]
         per = ""
         if name == "integrated":
             per = ", ".join(f"{s}: {np.mean([m['slices'][s]['ari'] for m in ok]):.2f}" for s in SLICES)
         wall = np.median([m["seconds_total"] for m in ok])
+        gpu_mb = f"{np.median([m['peak_gpu_memory_mb'] for m in ok]):.0f}" if "peak_gpu_memory_mb" in ok[0] else "–"
         speedup = f"{PUBLISHED_S_PER_EPOCH * 1000 / wall:.0f}x" if name != "integrated" else "–"
         f = fl.get(name, {})
         lines.append(
             f"| {name} | {ms([p['ari'] for p in pooled])} | {ms([p['nmi'] for p in pooled])} | {ms([p['ca'] for p in pooled])} | {per} | "
-            f"{wall:.1f} | {np.median([m['peak_memory_mb'] for m in ok]):.0f} | {speedup} | {f.get('pca', float('nan')):.3f} | {f.get('pca_smoothed', float('nan')):.3f} |")
+            f"{wall:.1f} | {np.median([m['peak_memory_mb'] for m in ok]):.0f} | {gpu_mb} | {speedup} | {f.get('pca', float('nan')):.3f} | {f.get('pca_smoothed', float('nan')):.3f} |")
     n_ok = len([r for r in runs if "error" not in r["metrics"]])
     lines.append("")
     lines.append(f"{n_ok}/{len(runs)} runs, seeds 0-{args.seeds - 1}, schedule: {result['schedule']}; mean ± sd over seeds; k-means (10 restarts) with the true k on labelled spots. "
-                 "Wall time and peak memory are per run (own process), reading to written outputs. Published-code estimate: 4 s/epoch x 1,000 epochs (METHOD.md, 151673).")
+                 f"Device: {where}. Wall time and peak memory (host) are per run (own process), reading to written outputs. Published-code estimate: 4 s/epoch x 1,000 epochs (METHOD.md, 151673).")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

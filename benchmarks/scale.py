@@ -5,6 +5,7 @@ fitted exponents.
 
     python benchmarks/scale.py                       # 10k 30k 100k, default schedule and mode
     python benchmarks/scale.py --sizes 10000 30000 100000 300000 --batch-size 4096
+    python benchmarks/scale.py --device cuda --out benchmarks/results/scale_gpu   # on a GPU
 
 Writes benchmarks/results/scale.json, scale.md and scale.png.
 """
@@ -45,10 +46,10 @@ import json, resource, sys, time
 import anndata as ad
 import spotscape as ss
 from spotscape.metrics import cluster_scores
-n, epochs, batch, seed, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+n, epochs, batch, seed, path, device = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
 t0 = time.perf_counter()
 a = ad.read_h5ad(path)
-m = ss.Spotscape(a, seed=seed, device="cpu")
+m = ss.Spotscape(a, seed=seed, device=device)
 kw = {} if epochs == "default" else {"epochs": int(epochs)}
 bs = "auto" if batch == "auto" else (None if batch == "full" else int(batch))
 m.fit(progress=False, batch_size=bs, **kw)
@@ -56,7 +57,11 @@ m.embed()
 ss.tl.domains(a, n_domains=5, seed=seed)
 total = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"spots": n, "seconds_total": total, "seconds_train": m.timings["train_s"],
+gpu = {}
+if m.device.type == "cuda":
+    import torch
+    gpu = {"peak_gpu_mb": torch.cuda.max_memory_allocated(m.device) / 2**20, "gpu": torch.cuda.get_device_name(m.device)}
+print(json.dumps({**gpu, "spots": n, "seconds_total": total, "seconds_train": m.timings["train_s"],
                   "epochs": len(m.history), "seconds_per_epoch": m.timings["train_s"] / len(m.history),
                   "mode": "full batch" if m.train_config.batch_size is None else f"mini-batch {m.train_config.batch_size}",
                   "peak_mb": rss, "ari": cluster_scores(a.obs["domain"], a.obs["spotscape_domain"])["ari"]}))
@@ -74,6 +79,7 @@ def main():
     ap.add_argument("--batch-size", default="auto", help="auto, full, or a number of spots")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--out", default=str(RESULTS / "scale"))
     ap.add_argument("--replot", action="store_true", help="only rebuild the table and plot from OUT.json")
     args = ap.parse_args()
@@ -83,7 +89,7 @@ def main():
         if not data.exists():
             data.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run([sys.executable, "-c", SIMULATE, str(n), str(args.seed), str(data)], check=True)
-        cmd = [sys.executable, "-c", CHILD, str(n), args.epochs, args.batch_size, str(args.seed), str(data)]
+        cmd = [sys.executable, "-c", CHILD, str(n), args.epochs, args.batch_size, str(args.seed), str(data), args.device]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
             row = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {"spots": n, "error": res.stderr[-1500:]}
@@ -93,13 +99,16 @@ def main():
         print(json.dumps(row), flush=True)
         Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
     ok = [r for r in rows if "error" not in r]
-    lines = ["| spots | mode | epochs | total s | s / epoch | peak MB | ARI |", "|---|---|---|---|---|---|---|"]
+    gpu = next((r["gpu"] for r in ok if "gpu" in r), None)
+    lines = ["| spots | mode | epochs | total s | s / epoch | peak MB | peak GPU MB | ARI |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['spots']} | failed: {r['error'][-120:]} | | | | | |")
+            lines.append(f"| {r['spots']} | failed: {r['error'][-120:]} | | | | | | |")
         else:
+            gmb = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "–"
             lines.append(f"| {r['spots']:,} | {r['mode']} | {r['epochs']} | {r['seconds_total']:.1f} | {r['seconds_per_epoch']:.2f} | "
-                         f"{r['peak_mb']:.0f} | {r['ari']:.3f} |")
+                         f"{r['peak_mb']:.0f} | {gmb} | {r['ari']:.3f} |")
+    lines += ["", f"Device: {gpu or 'CPU'}; peak MB is the host process's resident peak, peak GPU MB torch's allocated peak."]
     if len(ok) >= 2:
         n = [r["spots"] for r in ok]
         ex = {k: fit_exponent(n, [r[k] for r in ok]) for k in ("seconds_total", "seconds_per_epoch", "peak_mb")}
@@ -116,7 +125,7 @@ def main():
         ax.loglog(n, np.array(n) / n[0] * ok[0]["seconds_per_epoch"], "k:", lw=1, label="linear (from time per epoch)")
         ax.set_xlabel("spots")
         ax.legend(fontsize=7)
-        ax.set_title("spotscape on a 2-core CPU, 2,000 genes", fontsize=9)
+        ax.set_title(f"spotscape on {gpu or 'a 2-core CPU'}, 2,000 genes", fontsize=9)
         fig.tight_layout()
         fig.savefig(args.out + ".png", dpi=110)
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")

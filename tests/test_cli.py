@@ -64,3 +64,19 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
 def test_help():
     res = subprocess.run([sys.executable, "-m", "spotscape.cli", "run", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--n-domains" in res.stdout
+
+
+def test_more_processes_than_gpus_is_refused_up_front(tmp_path, monkeypatch, capsys):
+    """torchrun with more processes per machine than GPUs: a clear error before any work."""
+    import torch
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "never_read.h5ad"), "--out", str(out), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "2 processes on this machine but it has 1 GPU(s)" in err and "--nproc-per-node 1" in err
+    assert not out.exists()

@@ -35,7 +35,12 @@ def test_save_load_round_trip(tmp_path, small_tissue):
     z = m.embed()
     m.save(str(tmp_path / "m.pt"))
     m2 = Spotscape.load(str(tmp_path / "m.pt"), adata=small_tissue.copy())
-    assert np.array_equal(m2.get_latent_representation(), z)
+    for k, v in m.net.state_dict().items():  # the very same weights ...
+        assert torch.equal(m2.net.state_dict()[k].cpu(), v.cpu()), k
+    # ... and the same embedding up to float rounding: on the 16-core CPU of an H100 machine
+    # (torch 2.11, MKL) the loaded model's products came out 1e-6 apart, single-threaded too, while two
+    # fits with one seed matched bit for bit there, in one process and across processes
+    np.testing.assert_allclose(m2.get_latent_representation(), z, rtol=1e-5, atol=1e-5)
     assert m2.genes == m.genes
     # the file holds tensors and JSON only: it loads with weights_only=True
     payload = torch.load(tmp_path / "m.pt", weights_only=True)

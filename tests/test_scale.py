@@ -137,3 +137,23 @@ def test_minibatch_integration_of_two_slices(tissue):
     assert full > 0.8 and mini > full - 0.05, (mini, full)
     slices = _two_slices(tissue)
     assert ss.Spotscape(slices, seed=0).fit(progress=False, batch_size=512, epochs=1, w_ss=1.0).train_config.w_ss == 1.0
+
+
+def test_auto_batch_size_rule(tissue, monkeypatch):
+    """"auto": on a CPU full batch up to MINIBATCH_ABOVE spots, mini-batches above; on a GPU full batch
+    while the measured memory bound (40 B per stored value + 40 KB per spot) fits in half the free memory."""
+    import spotscape.core as core
+    import torch
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert core.full_batch_fits(50_000, 10**9, cpu) and not core.full_batch_fits(50_001, 1, cpu)
+    # 100,000 simulated spots (79.5M stored values) ran full batch on an H100 in 2.4 GB: the bound says 7.2 GB
+    assert core.full_batch_fits(100_000, 79_500_000, gpu, free_bytes=80 * 2**30)
+    assert not core.full_batch_fits(100_000, 79_500_000, gpu, free_bytes=8 * 2**30)
+    assert core.full_batch_fits(300_000, 240_000_000, gpu, free_bytes=80 * 2**30)
+    monkeypatch.setattr(core, "MINIBATCH_ABOVE", tissue.n_obs - 1)
+    m = ss.Spotscape(tissue.copy(), seed=0, device="cpu").fit(epochs=1, progress=False)
+    assert m.train_config.batch_size == core.MINIBATCH_SIZE
+    monkeypatch.setattr(core, "MINIBATCH_ABOVE", tissue.n_obs)
+    m = ss.Spotscape(tissue.copy(), seed=0, device="cpu").fit(epochs=1, progress=False)
+    assert m.train_config.batch_size is None

@@ -28,7 +28,13 @@ def _init_distributed(device: str) -> int:
 
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local, n_gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local >= n_gpus:
+            from ._validate import SpotscapeInputError
+
+            raise SpotscapeInputError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', local + 1)} processes on this machine but it has "
+                                      f"{n_gpus} GPU(s): use --nproc-per-node {max(n_gpus, 1)}, or --device cpu for CPU processes.")
+        torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
     return dist.get_rank()

@@ -6,7 +6,9 @@ the old way and the way the package does them now (medians of repeats, this mach
 - similarity scaling's top-k search: one full similarity matrix per slice pair against blocks of
   queries small enough to stay in cache (``losses._topk_means``);
 - the first layer of both augmented views, X diag(m_v) W1 forward and backward: one masked product
-  per view against one shared X W1 minus each view's dropped columns (``SparseMatrix.mm_masked``).
+  per view against one shared X W1 minus each view's dropped columns (``SparseMatrix.mm_masked``);
+- CSR index type: int64 indices, which the CPU kernel copies to int32 on every product, against
+  int32 indices (``_sparse._to_torch_csr``).
 
     python benchmarks/kernels.py
 
@@ -53,10 +55,13 @@ def main():
     model = Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
     x, _, rows = model._prepare(model.slices)
     a, a_t = _to_torch_csr(x, "cpu"), _to_torch_csr(x.T.tocsr(), "cpu")
+    assert a.crow_indices().dtype == torch.int32
+    a64, a64_t = (torch.sparse_csr_tensor(m.crow_indices().long(), m.col_indices().long(), m.values(), size=m.shape) for m in (a, a_t))
     g = torch.Generator().manual_seed(0)
     w = torch.randn(x.shape[1], 256, generator=g)
     grad = torch.randn(x.shape[0], 256, generator=g)
     assert torch.equal(a @ w, _csr_mm(a, w)) and torch.equal(a_t @ grad, _csr_mm(a_t, grad))
+    assert torch.equal(_csr_mm(a64, w), _csr_mm(a, w)) and torch.equal(_csr_mm(a64_t, grad), _csr_mm(a_t, grad))
     z = F.normalize(torch.randn(x.shape[0], 64, generator=g), dim=1)
     sets = [z[torch.from_numpy(r)] for r in rows]
     new = losses._topk_means(sets[0], sets, 5)
@@ -87,6 +92,8 @@ def main():
         ("first layer of two views, X diag(m_v) W1, forward + backward",
          *compare(lambda: first_layer(lambda: [xs.mm(w1 * m[:, None]) for m in masks]),
                   lambda: first_layer(lambda: xs.mm_masked(w1, masks)), 15)),
+        ("X W + X^T G (chunked), int64 vs int32 CSR indices",
+         *compare(lambda: (_csr_mm(a64, w), _csr_mm(a64_t, grad)), lambda: (_csr_mm(a, w), _csr_mm(a_t, grad)), 15)),
     ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; spots per slice {[len(r) for r in rows]}, "
           f"input fill {x.nnz / (x.shape[0] * x.shape[1]):.3f}\n")

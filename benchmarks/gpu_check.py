@@ -68,8 +68,9 @@ def main():
     _, _, _, s, ari = fit(tissue, dev, batch_size=512)
     row("cuda mini-batch 512", s, ari, f"vs full batch {ari - ari1:+.3f}", ari >= ari1 - 0.05)
 
-    # two slices: the second another simulated tissue with 1.5x library size (a batch effect)
-    b = ss.datasets.simulate_tissue(n_spots=args.n_spots, seed=0, mean_library=2250.0)  # same seed: same marker genes per domain
+    # two slices: the second the same simulated layout at 1.5x library size (a batch effect); same
+    # seed, so a domain has the same marker genes in both
+    b = ss.datasets.simulate_tissue(n_spots=args.n_spots, seed=0, mean_library=2250.0)
     j = ad.concat([tissue, b], label="slice", keys=["a", "b"], index_unique="-")
     t0 = time.perf_counter()
     m2 = ss.Spotscape(j, slice_key="slice", seed=0, device=dev, n_domains=5)

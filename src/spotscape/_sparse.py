@@ -23,7 +23,7 @@ def _to_torch_csr(m: sp.csr_matrix, device) -> torch.Tensor:
     m = sp.csr_matrix(m, dtype=np.float32)
     m.sort_indices()
     cpu = torch.device(device).type == "cpu"
-    index = np.int32 if cpu and m.nnz < np.iinfo(np.int32).max and m.shape[0] < np.iinfo(np.int32).max else np.int64
+    index = np.int32 if cpu and max(m.nnz, *m.shape) < np.iinfo(np.int32).max else np.int64
     return torch.sparse_csr_tensor(
         torch.from_numpy(m.indptr.astype(index, copy=False)),
         torch.from_numpy(m.indices.astype(index, copy=False)),

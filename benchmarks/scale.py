@@ -60,7 +60,8 @@ rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 gpu = {}
 if m.device.type == "cuda":
     import torch
-    gpu = {"peak_gpu_mb": torch.cuda.max_memory_allocated(m.device) / 2**20, "gpu": torch.cuda.get_device_name(m.device)}
+    from spotscape.pipeline import peak_gpu_memory_mb
+    gpu = {"peak_gpu_mb": peak_gpu_memory_mb(m.device), "gpu": torch.cuda.get_device_name(m.device)}
 print(json.dumps({**gpu, "spots": n, "seconds_total": total, "seconds_train": m.timings["train_s"],
                   "epochs": len(m.history), "seconds_per_epoch": m.timings["train_s"] / len(m.history),
                   "mode": "full batch" if m.train_config.batch_size is None else f"mini-batch {m.train_config.batch_size}",

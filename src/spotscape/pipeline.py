@@ -44,6 +44,12 @@ def peak_memory_mb() -> float:
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
+def peak_gpu_memory_mb(device: torch.device) -> float | None:
+    """torch's peak allocated GPU memory on ``device`` (None on a CPU)."""
+    device = torch.device(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
 def n_true_domains(slices, label_key) -> int:
     labels = pd.concat([a.obs[label_key] for a in slices]).dropna().astype(str)
     return int(labels[labels != "nan"].nunique())
@@ -165,7 +171,7 @@ def run(
         metrics["seconds_total"] = round(sum(timings.values()), 3)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
         if model.device.type == "cuda":
-            metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(model.device) / 2**20, 1)
+            metrics["peak_gpu_memory_mb"] = round(peak_gpu_memory_mb(model.device), 1)
             metrics["gpu"] = torch.cuda.get_device_name(model.device)
         write_json(os.path.join(tmp, "metrics.json"), metrics)
         for f in os.listdir(tmp):

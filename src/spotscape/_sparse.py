@@ -100,8 +100,8 @@ class SparseMatrix:
         Sparse: ``A w - A[:, dropped] w[dropped]``, one full product shared by all masks plus one over
         each mask's dropped columns (20 % of them for Spotscape's views): 1.4 products for two views
         instead of 2, forward and backward. Same value up to float rounding. CPU only: the column
-        subsets are cut on the host, so on a GPU (not measured) each view keeps its own masked
-        product on the device.
+        subsets are cut on the host, so on a GPU each view keeps its own masked product on the
+        device (the path the H100 figures in the README ran; the shared product was not tried there).
         """
         if self.dense or self._a.device.type != "cpu":
             return [self.mm(w * m[:, None]) for m in masks]

@@ -170,9 +170,9 @@ def run(
         metrics["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         metrics["seconds_total"] = round(sum(timings.values()), 3)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
-        if model.device.type == "cuda":
-            metrics["peak_gpu_memory_mb"] = round(peak_gpu_memory_mb(model.device), 1)
-            metrics["gpu"] = torch.cuda.get_device_name(model.device)
+        gpu_mb = peak_gpu_memory_mb(model.device)
+        if gpu_mb is not None:
+            metrics.update(peak_gpu_memory_mb=round(gpu_mb, 1), gpu=torch.cuda.get_device_name(model.device))
         write_json(os.path.join(tmp, "metrics.json"), metrics)
         for f in os.listdir(tmp):
             os.replace(os.path.join(tmp, f), os.path.join(out, f))

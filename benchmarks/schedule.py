@@ -4,7 +4,8 @@
     python benchmarks/schedule.py --slices 151673 151674 151675 151676 --lrs 1e-3 2e-3 --epochs 120 --every 20
 
 Prints one line per evaluation: the loss terms, pooled ARI and per-slice ARI (k-means, true k,
-mean over 3 k-means seeds), and the training seconds so far.
+mean over 3 k-means seeds) on unit-length z (the default embedding) and on raw z (the paper's),
+and the training seconds so far.
 """
 from __future__ import annotations
 
@@ -39,15 +40,18 @@ def curve(slices, lr, epochs, every, seed, options):
         rec = trainer.step(epoch)
         spent += time.perf_counter() - t0
         if (epoch + 1) % every == 0:
-            z = model._embed_slices(model.slices)[ok]
-            pooled, per = [], []
-            for ks in range(3):
-                p = KMeans(7, n_init=5, random_state=ks).fit_predict(z)
-                pooled.append(cluster_scores(labels[ok], p)["ari"])
-                per.append([cluster_scores(labels[ok][sid == i], p[sid == i])["ari"] for i in range(len(ads))])
+            scores = []
+            for normalize in (True, False):  # unit-length z (the default embedding), raw z (the paper's)
+                z = model.get_latent_representation(normalize=normalize)[ok]
+                pooled, per = [], []
+                for ks in range(3):
+                    p = KMeans(7, n_init=5, random_state=ks).fit_predict(z)
+                    pooled.append(cluster_scores(labels[ok], p)["ari"])
+                    per.append([cluster_scores(labels[ok][sid == i], p[sid == i])["ari"] for i in range(len(ads))])
+                per_txt = " (" + " ".join(f"{v:.2f}" for v in np.mean(per, 0)) + ")" if len(ads) > 1 else ""
+                scores.append(f"{np.mean(pooled):.3f}{per_txt}")
             terms = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch")
-            per_txt = " ".join(f"{v:.2f}" for v in np.mean(per, 0)) if len(ads) > 1 else ""
-            print(f"lr {lr:g} seed {seed} epoch {epoch + 1}: {terms} | ARI {np.mean(pooled):.3f} {per_txt} | train {spent:.0f} s", flush=True)
+            print(f"lr {lr:g} seed {seed} epoch {epoch + 1}: {terms} | ARI unit z {scores[0]}, raw z {scores[1]} | train {spent:.0f} s", flush=True)
 
 
 def main():

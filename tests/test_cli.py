@@ -23,6 +23,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert m["pooled"]["ari"] > m["pca_kmeans_ari"] + 0.2
     r = ad.read_h5ad(out / "result.h5ad")
     assert r.obsm["X_spotscape"].shape == (800, 64)
+    assert m["embedding"] == "unit-length z" and np.allclose(np.linalg.norm(r.obsm["X_spotscape"], axis=1), 1, atol=1e-5)
     assert r.obs["spotscape_domain"].nunique() == 5 and "slice" in r.obs
 
 
@@ -52,12 +53,14 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     b.write_h5ad(tmp_path / "b.h5ad")
     out = tmp_path / "o"
     assert main(["run", str(tmp_path / "a.h5ad"), str(tmp_path / "b.h5ad"), "--out", str(out), "--epochs", "10", "--quiet",
-                 "--save-model"]) == 0
+                 "--save-model", "--raw-z"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_domains_source"] == "estimated" and 3 <= m["n_domains"] <= 12
+    assert m["embedding"] == "raw z"
     assert "pooled" not in m
     r = ad.read_h5ad(out / "result.h5ad")
     assert list(r.obs["slice"].unique()) == ["a", "b"]
+    assert np.linalg.norm(r.obsm["X_spotscape"], axis=1).std() > 1e-3  # raw z: lengths vary
     assert os.path.exists(out / "model.pt")
 
 

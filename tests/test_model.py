@@ -29,6 +29,21 @@ def test_same_seed_same_embedding_and_input_untouched(small_tissue):
     assert a.uns["spotscape"]["epochs_run"] == 15
 
 
+def test_embedding_is_unit_length_z_and_raw_z_on_request(small_tissue):
+    a = small_tissue.copy()
+    m = _fit(a)
+    z = m.embed()
+    assert np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    assert a.uns["spotscape"]["embedding"] == "unit-length z"
+    raw = m.get_latent_representation(normalize=False)
+    norms = np.linalg.norm(raw, axis=1)
+    assert norms.std() > 0.01 * norms.mean()  # the raw z carries a length the default removes
+    np.testing.assert_allclose(raw / norms[:, None], z, atol=1e-6)
+    b = small_tissue.copy()
+    assert np.array_equal(m.embed(b, normalize=False), raw)
+    assert b.uns["spotscape"]["embedding"] == "raw z"
+
+
 def test_save_load_round_trip(tmp_path, small_tissue):
     a = small_tissue.copy()
     m = _fit(a)

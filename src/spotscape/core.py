@@ -17,7 +17,7 @@ from ._sparse import SparseMatrix
 from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names
 from .graph import block_graph, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
-from .pp import highly_variable_genes, normalize
+from .pp import highly_variable_genes, normalize as log_normalize
 from .batching import TileBatches
 from .train import TrainConfig, Trainer, full_batch_data
 
@@ -71,6 +71,12 @@ def full_batch_fits(n_spots: int, n_values: int, device: torch.device, free_byte
     if free_bytes is None:
         free_bytes = torch.cuda.mem_get_info(device)[0]
     return GPU_BYTES_PER_VALUE * n_values + GPU_BYTES_PER_SPOT * n_spots <= 0.5 * free_bytes
+
+
+def unit_rows(z: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (an all-zero row stays zero)."""
+    n = np.linalg.norm(z, axis=1, keepdims=True)
+    return (z / np.maximum(n, 1e-12)).astype(z.dtype, copy=False)
 
 
 def split_slices(adata, slice_key: str | None):
@@ -177,7 +183,7 @@ class Spotscape:
         if slices is self.slices and self._prepared is not None:
             return self._prepared
         p = self.params
-        xs = [normalize(a, self.genes, p["counts"]) for a in slices]
+        xs = [log_normalize(a, self.genes, p["counts"]) for a in slices]
         adj = block_graph([self._graph(np.asarray(a.obsm[p["spatial_key"]], dtype=np.float64)) for a in slices])
         bounds = np.cumsum([0] + [a.n_obs for a in slices])
         rows = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(slices))]
@@ -292,24 +298,33 @@ class Spotscape:
             out[start : start + batch_size] = self.net.decoder(z[start : start + batch_size]).cpu().numpy()
         return x, out
 
-    def get_latent_representation(self, adata=None) -> np.ndarray:
-        """The embedding (spots x 64) of the training data, or of ``adata`` (same genes needed)."""
+    def get_latent_representation(self, adata=None, normalize: bool = True) -> np.ndarray:
+        """The embedding (spots x 64) of the training data, or of ``adata`` (same genes needed).
+
+        ``normalize=True`` (default): each row scaled to unit length, the geometry in which every
+        loss compares spots (they all use cosine similarity of z), so that k-means and nearest
+        neighbours see directions only. ``False``: the encoder's raw z, as the published code
+        clusters it (README, "Where we differ")."""
         if adata is None:
             if not self.slices:
                 raise SpotscapeInputError("this model holds no data: pass adata, or load it with Spotscape.load(path, adata=...).")
-            return self._embed_slices(self.slices)
-        slices, _, _ = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
-        for i, a in enumerate(slices):
-            check_coordinates(a, self.params["spatial_key"], i if len(slices) > 1 else None)
-        return self._embed_slices(slices)
+            z = self._embed_slices(self.slices)
+        else:
+            slices, _, _ = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
+            for i, a in enumerate(slices):
+                check_coordinates(a, self.params["spatial_key"], i if len(slices) > 1 else None)
+            z = self._embed_slices(slices)
+        return unit_rows(z) if normalize else z
 
-    def embed(self, adata=None, key_added: str = "X_spotscape") -> np.ndarray:
+    def embed(self, adata=None, key_added: str = "X_spotscape", normalize: bool = True) -> np.ndarray:
         """Compute the embedding and write it to ``obsm[key_added]`` of the training AnnData (or of
-        ``adata``), with the parameters in ``uns['spotscape']``; returns it (all slices stacked)."""
+        ``adata``), with the parameters in ``uns['spotscape']``; returns it (all slices stacked).
+        ``normalize``: unit-length rows (default) or the raw z (``get_latent_representation``)."""
         target = self._input if adata is None else adata
-        z = self.get_latent_representation(adata)
+        z = self.get_latent_representation(adata, normalize=normalize)
         slices, _, positions = split_slices(target, self.slice_key if isinstance(target, ad.AnnData) else None)
         info = self.uns_info()
+        info["embedding"] = "unit-length z" if normalize else "raw z"
         if isinstance(target, ad.AnnData):
             if positions is None:
                 target.obsm[key_added] = z

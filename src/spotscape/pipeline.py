@@ -72,6 +72,7 @@ def run(
     save_model: bool = False,
     timings: dict | None = None,
     batch_size="auto",
+    raw_z: bool = False,
 ) -> dict:
     """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
 
@@ -79,6 +80,8 @@ def run(
     ``published``: the published schedule (1,000 epochs) instead of the fast default, and
     similarity scaling kept in mini-batches of several slices.
     ``batch_size``: "auto", None (full batch) or spots per mini-batch (``Spotscape.fit``).
+    ``raw_z``: embed and cluster the encoder's raw z, as the published code does, instead of
+    unit-length z (``Spotscape.get_latent_representation``).
     Returns the metrics dictionary written to metrics.json. Under torch.distributed every process
     trains; only rank 0 embeds, clusters and writes (the others return ``{}``).
     """
@@ -109,7 +112,7 @@ def run(
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
         return {}
     t0 = time.perf_counter()
-    z = model.get_latent_representation()
+    z = model.get_latent_representation(normalize=not raw_z)
     timings["embed_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -117,7 +120,7 @@ def run(
     if not joint.obs_names.is_unique:
         joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
     joint.obsm["X_spotscape"] = z
-    joint.uns["spotscape"] = model.uns_info()
+    joint.uns["spotscape"] = dict(model.uns_info(), embedding="raw z" if raw_z else "unit-length z")
     tl.domains(joint, n_domains=n_domains, seed=seed)
     timings["cluster_s"] = time.perf_counter() - t0
     for k, v in model.timings.items():
@@ -137,6 +140,7 @@ def run(
         "training_mode": "full batch" if model.train_config.batch_size is None else f"mini-batch {model.train_config.batch_size}",
         "processes": torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1,
         "lr": model.train_config.lr,
+        "embedding": "raw z" if raw_z else "unit-length z",
         "final_loss": model.history[-1]["loss"] if model.history else None,
         "versions": {
             "python": platform.python_version(), "torch": torch.__version__, "anndata": version("anndata"),

@@ -58,14 +58,14 @@ class _SparseMM(torch.autograd.Function):
         return None, None, _csr_mm(ctx.a_t, grad)
 
 
-DENSE_ABOVE = 0.15  # fill fraction above which dense products are faster (measured on DLPFC and the demo)
+DENSE_ABOVE = 0.25  # fill above which dense products are faster (benchmarks/results/dense_threshold.md)
 DENSE_MAX_BYTES = 2 << 30
 
 
 class SparseMatrix:
     """A fixed matrix ``A`` (n x m) usable in differentiable products ``A @ B``.
 
-    Stored as CSR (with its transpose) when sparse; as a dense tensor when more than 15 % of it is
+    Stored as CSR (with its transpose) when sparse; as a dense tensor when more than 25 % of it is
     filled and it takes under 2 GB, where a dense product is faster on a CPU.
     """
 

@@ -33,3 +33,11 @@ run --seeds 2 --tools spotscape --datasets dlpfc_4_integrated
     --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
 # STAGATE on the integration (2026-11-25; 69.5 minutes, one seed)
 run --seeds 1 --tools stagate --datasets dlpfc_4_integrated --timeout 4500
+# spotscape again after the unit-length embedding (2026-11-25, second session; its rows removed from
+# peers.json first), and the same-session time comparison with SpaGCN redone (peers_time.json emptied)
+run --seeds 3 --tools spotscape --datasets $single
+run --seeds 2 --tools spotscape --datasets dlpfc_4_integrated
+"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
+    --seeds 3 --tools spagcn spotscape --datasets 151673
+"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
+    --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated

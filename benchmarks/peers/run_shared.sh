@@ -23,21 +23,18 @@ run --seeds 1 --tools graphst --datasets 151675 151676
 run --seeds 1 --tools stagate --datasets 151674 151675 151676
 run --seeds 3 --tools spagcn --datasets $single
 run --seeds 2 --tools spagcn --datasets dlpfc_4_integrated
-# spotscape again after the kernel speed-ups of 2026-11-25 (its rows removed from peers.json first),
-# then spotscape and SpaGCN alternating in one session, for a time ratio on the same day
-run --seeds 3 --tools spotscape --datasets $single
-run --seeds 2 --tools spotscape --datasets dlpfc_4_integrated
-"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
-    --seeds 3 --tools spagcn spotscape --datasets 151673
-"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
-    --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
+# spotscape's rows again after a change to it (its rows removed from peers.json first), then
+# spotscape and SpaGCN alternating in one session (peers_time.json emptied first), for a time
+# ratio on the same day
+spotscape_again() {
+  run --seeds 3 --tools spotscape --datasets $single
+  run --seeds 2 --tools spotscape --datasets dlpfc_4_integrated
+  "$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
+      --seeds 3 --tools spagcn spotscape --datasets 151673
+  "$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
+      --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
+}
+spotscape_again  # after the kernel speed-ups of 2026-11-25
 # STAGATE on the integration (2026-11-25; 69.5 minutes, one seed)
 run --seeds 1 --tools stagate --datasets dlpfc_4_integrated --timeout 4500
-# spotscape again after the unit-length embedding (2026-11-25, second session; its rows removed from
-# peers.json first), and the same-session time comparison with SpaGCN redone (peers_time.json emptied)
-run --seeds 3 --tools spotscape --datasets $single
-run --seeds 2 --tools spotscape --datasets dlpfc_4_integrated
-"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
-    --seeds 3 --tools spagcn spotscape --datasets 151673
-"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
-    --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
+spotscape_again  # after the unit-length embedding (2026-11-25, second session)

@@ -48,8 +48,9 @@ def _run(args) -> int:
     batch_size = _batch_size(args.batch_size)
     rank = _init_distributed(args.device)
     t0 = time.perf_counter()
-    slices = [io.read(p, transpose=args.transpose) if "," in p else io.read(p) for p in args.inputs]
-    names = [os.path.basename(p.split(",")[0].rstrip("/")).removesuffix(".h5ad") for p in args.inputs]
+    slices = [io.read(p, transpose=args.transpose, bin_size=args.bin_size) for p in args.inputs]
+    names = [os.path.basename(p.split(",")[0].rstrip("/")).removesuffix(".gz").removesuffix(".gem").removesuffix(".h5ad")
+             for p in args.inputs]
     if args.slice_key:
         if len(slices) != 1:
             raise SpotscapeInputError("--slice-key splits one input into slices; give a single INPUT with it.")
@@ -253,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="embed one slice (or integrate several) and find spatial domains",
-                       description="INPUT: an .h5ad file, a Space Ranger output folder, or COUNTS.csv,COORDS.csv. "
+                       description="INPUT: an .h5ad file, a Space Ranger, Xenium, CosMx or MERSCOPE output folder, a Stereo-seq "
+                                   ".gem(.gz) file, or COUNTS.csv,COORDS.csv. "
                                    "Several INPUTs are integrated into one representation.")
     r.add_argument("inputs", nargs="+", metavar="INPUT")
     r.add_argument("--out", required=True, help="output folder (result.h5ad, metrics.json, domains.png)")
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", default="auto", help="auto (mini-batches above 50,000 spots), full, or spots per mini-batch")
     r.add_argument("--normalized", action="store_true", help="X is already normalised and log-transformed (not raw counts)")
     r.add_argument("--transpose", action="store_true", help="CSV counts table is genes x spots")
+    r.add_argument("--bin-size", type=int, default=50, help="Stereo-seq GEM input: bin side in DNBs (default 50)")
     r.add_argument("--save-model", action="store_true", help="also write model.pt (Spotscape.load)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)

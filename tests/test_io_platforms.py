@@ -98,6 +98,11 @@ def test_read_merscope(tmp_path, cells):
     assert list(b.var_names) == list(cells.var_names)
     assert np.array_equal(b.X.toarray(), _dense(cells))
     assert np.allclose(b.obsm["spatial"], cells.obsm["spatial"])
+    # a cell without a row in the metadata is left out, with a warning that says how many
+    meta.iloc[1:].to_csv(folder / "cell_metadata.csv")
+    with pytest.warns(UserWarning, match="1 of 150 cells"):
+        c = io.read(str(folder))
+    assert list(c.obs_names) == list(cells.obs_names[1:])
 
 
 def test_read_stereoseq_bins(tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -191,6 +192,9 @@ def _with_coords(x: sp.csr_matrix, names, genes, meta: pd.DataFrame, xy_cols: li
     keep = names.isin(meta.index)
     if not keep.any():
         raise SpotscapeInputError(f"no cell of the counts in {source!r} appears in its cell table.")
+    if not keep.all():
+        warnings.warn(f"{source!r}: {int((~keep).sum())} of {len(keep)} cells have no row in the cell table (no "
+                      "coordinates) and were left out.", stacklevel=3)
     adata = ad.AnnData(sp.csr_matrix(x[np.flatnonzero(keep)]))
     adata.obs_names = names[keep]
     adata.var_names = genes

@@ -29,6 +29,22 @@ PUBLISHED_S_PER_EPOCH = 4.0  # METHOD.md: the published code on 151673 on this m
 PAPER = {"151673": 0.48, "integrated": 0.57}
 
 
+def kmeans_aris(z, labels, slice_ids, n_init=10, repeats=3):
+    """ARI of k-means with the true k on labelled spots ``z``: (pooled, per slice), each the mean over
+    ``repeats`` k-means seeds of ``n_init`` restarts. Used by the exploratory scripts beside this one."""
+    from sklearn.cluster import KMeans
+
+    from spotscape.metrics import cluster_scores
+
+    k = len(np.unique(labels))
+    pooled, per = [], []
+    for seed in range(repeats):
+        p = KMeans(k, n_init=n_init, random_state=seed).fit_predict(z)
+        pooled.append(cluster_scores(labels, p)["ari"])
+        per.append([cluster_scores(labels[slice_ids == i], p[slice_ids == i])["ari"] for i in np.unique(slice_ids)])
+    return float(np.mean(pooled)), np.mean(per, 0)
+
+
 def run_spotscape(files, seed, extra, device="cpu"):
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "spotscape.cli", "run", *map(str, files), "--out", tmp, "--label-key", "layer_guess",

@@ -10,20 +10,14 @@ A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), epN (epochs), b
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
-from sklearn.cluster import KMeans
 
+from dlpfc import DATA, SLICES, kmeans_aris  # the DLPFC benchmark's data folder, slices and k-means scoring
 from spotscape import Spotscape
-from spotscape.metrics import cluster_scores
-
-DATA = Path(os.environ.get("SPOTSCAPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "dlpfc_subject3_banksy"
-SLICES = ["151673", "151674", "151675", "151676"]
 
 
 def options(variant: str) -> tuple[dict, dict]:
@@ -51,14 +45,9 @@ def main():
     for seed in seeds:
         t0 = time.time()
         m = Spotscape(ads, seed=seed, device="cpu", n_domains=7, **init).fit(progress=False, **fit)
-        z = m.get_latent_representation()[ok]
-        pooled, per = [], []
-        for k in range(3):
-            p = KMeans(7, n_init=10, random_state=k).fit_predict(z)
-            pooled.append(cluster_scores(labels[ok], p)["ari"])
-            per.append([cluster_scores(labels[ok][sid == i], p[sid == i])["ari"] for i in range(len(ads))])
-        res.append(np.mean(pooled))
-        print(f"{variant} seed {seed}: pooled {res[-1]:.3f} per " + " ".join(f"{v:.2f}" for v in np.mean(per, 0))
+        pooled, per = kmeans_aris(m.get_latent_representation()[ok], labels[ok], sid)
+        res.append(pooled)
+        print(f"{variant} seed {seed}: pooled {pooled:.3f} per " + " ".join(f"{v:.2f}" for v in per)
               + f" ({time.time() - t0:.0f}s)", flush=True)
     sd = np.std(res, ddof=1) if len(res) > 1 else 0.0
     print(f"== {variant} mean {np.mean(res):.3f} sd {sd:.3f}", flush=True)

@@ -10,19 +10,14 @@ and the training seconds so far.
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
-from sklearn.cluster import KMeans
 
+from dlpfc import DATA, kmeans_aris  # the DLPFC benchmark's data folder and its k-means scoring
 from spotscape import Spotscape
-from spotscape.metrics import cluster_scores
 from spotscape.train import TrainConfig, Trainer, full_batch_data
-
-DATA = Path(os.environ.get("SPOTSCAPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "dlpfc_subject3_banksy"
 
 
 def curve(slices, lr, epochs, every, seed, options):
@@ -43,13 +38,9 @@ def curve(slices, lr, epochs, every, seed, options):
             scores = []
             for normalize in (True, False):  # unit-length z (the default embedding), raw z (the paper's)
                 z = model.get_latent_representation(normalize=normalize)[ok]
-                pooled, per = [], []
-                for ks in range(3):
-                    p = KMeans(7, n_init=5, random_state=ks).fit_predict(z)
-                    pooled.append(cluster_scores(labels[ok], p)["ari"])
-                    per.append([cluster_scores(labels[ok][sid == i], p[sid == i])["ari"] for i in range(len(ads))])
-                per_txt = " (" + " ".join(f"{v:.2f}" for v in np.mean(per, 0)) + ")" if len(ads) > 1 else ""
-                scores.append(f"{np.mean(pooled):.3f}{per_txt}")
+                pooled, per = kmeans_aris(z, labels[ok], sid, n_init=5)
+                per_txt = " (" + " ".join(f"{v:.2f}" for v in per) + ")" if len(ads) > 1 else ""
+                scores.append(f"{pooled:.3f}{per_txt}")
             terms = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch")
             print(f"lr {lr:g} seed {seed} epoch {epoch + 1}: {terms} | ARI unit z {scores[0]}, raw z {scores[1]} | train {spent:.0f} s", flush=True)
 

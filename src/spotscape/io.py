@@ -64,20 +64,27 @@ def _read_positions(spatial_dir: str) -> pd.DataFrame:
     )
 
 
-def read_visium(folder: str, count_file: str = "filtered_feature_bc_matrix.h5") -> ad.AnnData:
-    """A Space Ranger output folder; in-tissue spots with positions; gene symbols made unique."""
+def _read_10x_counts(folder: str, h5_name: str, mtx_name: str) -> ad.AnnData:
+    """A 10x feature-barcode matrix of ``folder``: ``h5_name`` or else the mtx folder ``mtx_name``;
+    gene-expression features only (scanpy's ``gex_only``), names made unique, X float32 CSR."""
     import scanpy as sc
 
-    _need(folder, "Space Ranger folder")
-    h5 = os.path.join(folder, count_file)
-    mtx = os.path.join(folder, "filtered_feature_bc_matrix")
+    h5, mtx = os.path.join(folder, h5_name), os.path.join(folder, mtx_name)
     if os.path.exists(h5):
         adata = sc.read_10x_h5(h5)
     elif os.path.isdir(mtx):
         adata = sc.read_10x_mtx(mtx)
     else:
-        raise SpotscapeInputError(f"no counts in {folder!r}: expected {count_file} or a filtered_feature_bc_matrix/ folder.")
+        raise SpotscapeInputError(f"no counts in {folder!r}: expected {h5_name} or a {mtx_name}/ folder.")
     adata.var_names_make_unique()
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    return adata
+
+
+def read_visium(folder: str, count_file: str = "filtered_feature_bc_matrix.h5") -> ad.AnnData:
+    """A Space Ranger output folder; in-tissue spots with positions; gene symbols made unique."""
+    _need(folder, "Space Ranger folder")
+    adata = _read_10x_counts(folder, count_file, "filtered_feature_bc_matrix")
     spatial = os.path.join(folder, "spatial")
     pos = _read_positions(spatial)
     missing = ~adata.obs_names.isin(pos.index)
@@ -93,7 +100,6 @@ def read_visium(folder: str, count_file: str = "filtered_feature_bc_matrix.h5") 
     if os.path.exists(sf):
         with open(sf) as fh:
             adata.uns["scalefactors"] = json.load(fh)
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
     return adata
 
 
@@ -203,18 +209,10 @@ def _with_coords(x: sp.csr_matrix, names, genes, meta: pd.DataFrame, xy_cols: li
 
 
 def read_xenium(folder: str) -> ad.AnnData:
-    """A 10x Xenium output folder: cells with their centroids (microns), gene-expression features only."""
-    import scanpy as sc
-
+    """A 10x Xenium output folder: cells with their centroids (microns), gene-expression features only
+    (control probes and codewords are other feature types)."""
     _need(folder, "Xenium folder")
-    h5, mtx = os.path.join(folder, "cell_feature_matrix.h5"), os.path.join(folder, "cell_feature_matrix")
-    if os.path.exists(h5):
-        counts = sc.read_10x_h5(h5)  # gex_only: control probes and codewords are not genes
-    elif os.path.isdir(mtx):
-        counts = sc.read_10x_mtx(mtx)
-    else:
-        raise SpotscapeInputError(f"no counts in {folder!r}: expected cell_feature_matrix.h5 or a cell_feature_matrix/ folder.")
-    counts.var_names_make_unique()
+    counts = _read_10x_counts(folder, "cell_feature_matrix.h5", "cell_feature_matrix")
     cells = _first(folder, ("cells.csv.gz", "cells.csv", "cells.parquet"))
     if cells is None:
         raise SpotscapeInputError(f"no cell table in {folder!r}: expected cells.csv.gz (or cells.parquet).")
@@ -228,8 +226,7 @@ def read_xenium(folder: str) -> ad.AnnData:
     if "cell_id" not in meta.columns:
         raise SpotscapeInputError(f"{cells!r} has no cell_id column; is it a Xenium cells table?")
     meta.index = meta["cell_id"].astype(str)
-    return _with_coords(sp.csr_matrix(counts.X, dtype=np.float32), counts.obs_names, list(counts.var_names), meta,
-                        ["x_centroid", "y_centroid"], folder)
+    return _with_coords(counts.X, counts.obs_names, list(counts.var_names), meta, ["x_centroid", "y_centroid"], folder)
 
 
 def read_cosmx(folder: str) -> ad.AnnData:

@@ -6,10 +6,12 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
     python benchmarks/integration_variants.py wss0.5 0,1,2,3,4      # similarity scaling weight 0.5
     python benchmarks/integration_variants.py base 0,1,2,3,4        # the defaults
 
-A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), epN (epochs), base (nothing).
+A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
+fraction of the epochs), epN (epochs), lrL (learning rate), base (nothing).
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -18,6 +20,8 @@ import numpy as np
 
 from dlpfc import DATA, SLICES, kmeans_aris  # the DLPFC benchmark's data folder, slices and k-means scoring
 from spotscape import Spotscape
+
+SAVE = os.environ.get("SPOTSCAPE_SAVE_Z")
 
 
 def options(variant: str) -> tuple[dict, dict]:
@@ -29,6 +33,12 @@ def options(variant: str) -> tuple[dict, dict]:
             fit["w_ss"] = float(part[3:])
         elif part.startswith("ep"):
             fit["epochs"] = int(part[2:])
+        elif part.startswith("wpcl"):
+            fit["w_pcl"] = float(part[4:])
+        elif part.startswith("warm"):
+            fit["warmup"] = float(part[4:])
+        elif part.startswith("lr"):
+            fit["lr"] = float(part[2:])
         elif part != "base":
             raise SystemExit(f"unknown variant part {part!r}")
     return init, fit
@@ -45,7 +55,10 @@ def main():
     for seed in seeds:
         t0 = time.time()
         m = Spotscape(ads, seed=seed, device="cpu", n_domains=7, **init).fit(progress=False, **fit)
-        pooled, per = kmeans_aris(m.get_latent_representation()[ok], labels[ok], sid)
+        z = m.get_latent_representation()
+        if SAVE:  # SPOTSCAPE_SAVE_Z=DIR keeps each embedding (DIR/VARIANT_seedS.npy) for post-hoc scoring
+            np.save(os.path.join(SAVE, f"{variant}_seed{seed}.npy"), z)
+        pooled, per = kmeans_aris(z[ok], labels[ok], sid)
         res.append(pooled)
         print(f"{variant} seed {seed}: pooled {pooled:.3f} per " + " ".join(f"{v:.2f}" for v in per)
               + f" ({time.time() - t0:.0f}s)", flush=True)

@@ -27,13 +27,19 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert r.obs["spotscape_domain"].nunique() == 5 and "slice" in r.obs
 
 
-def test_run_real_slice_beats_pca(tmp_path):
+def test_run_real_slice_beats_pca_and_repeats_exactly(tmp_path):
     path = shared_data("dlpfc_subject3_banksy/151673.h5ad")
+    runs = []
+    for name in ("run", "again"):  # two processes, same seed: the same embedding and domains, bit for bit
+        out = tmp_path / name
+        cmd = [sys.executable, "-m", "spotscape.cli", "run", str(path), "--out", str(out), "--label-key", "layer_guess",
+               "--epochs", "40", "--quiet", "--seed", "0"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        runs.append(ad.read_h5ad(out / "result.h5ad"))
+    assert np.array_equal(runs[0].obsm["X_spotscape"], runs[1].obsm["X_spotscape"])
+    assert runs[0].obs["spotscape_domain"].equals(runs[1].obs["spotscape_domain"])
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "spotscape.cli", "run", str(path), "--out", str(out), "--label-key", "layer_guess",
-           "--epochs", "40", "--quiet", "--seed", "0"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_domains"] == 7 and m["spots"] == 3639 and m["genes_model"] == 5000
     assert set(m["pooled"]) >= {"ari", "nmi", "ca", "silhouette"}

@@ -3,7 +3,7 @@ import os as _os
 
 # Bitwise reproducibility on a CPU: torch's CPU build does its dense products with Intel MKL, whose
 # default code path may round differently from one process to the next (memory alignment): on DLPFC
-# 151673, seed 0, 5 epochs, 3 of 9 processes gave another embedding than the other 6 (losses 1e-7
+# 151673, seed 0, 5 epochs, 3 of 13 processes gave another embedding than the other 10 (losses 1e-7
 # apart, a gap that grows with training: the four slices integrated, seed 0, scored pooled ARI 0.561
 # in one process and 0.565 in another). With MKL's "strict" conditional numerical reproducibility 10
 # of 10 processes gave one embedding, at no measured cost (151673, 100 epochs: median 39.6 s either

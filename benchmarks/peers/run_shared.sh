@@ -38,3 +38,10 @@ spotscape_again  # after the kernel speed-ups of 2026-11-25
 # STAGATE on the integration (2026-11-25; 69.5 minutes, one seed)
 run --seeds 1 --tools stagate --datasets dlpfc_4_integrated --timeout 4500
 spotscape_again  # after the unit-length embedding (2026-11-25, second session)
+# SpaceFlow, the closest peer on 151674 and 151676, from one seed to three on the single slices
+# (2026-11-30): its one run had been the best on those two slices
+run --seeds 3 --tools spaceflow --datasets 151676
+run --seeds 3 --tools spaceflow --datasets 151674
+run --seeds 3 --tools spaceflow --datasets 151673
+run --seeds 3 --tools spaceflow --datasets 151675
+run --seeds 3 --tools spaceflow --datasets starmap

@@ -24,24 +24,22 @@ from spotscape import Spotscape
 SAVE = os.environ.get("SPOTSCAPE_SAVE_Z")
 
 
+# variant part prefix -> (Spotscape() option or fit() option, its name, its type)
+PARTS = {"hvg": ("init", "n_top_genes", int), "wss": ("fit", "w_ss", float), "wpcl": ("fit", "w_pcl", float),
+         "warm": ("fit", "warmup", float), "ep": ("fit", "epochs", int), "lr": ("fit", "lr", float)}
+
+
 def options(variant: str) -> tuple[dict, dict]:
-    init, fit = {}, {}
+    out = {"init": {}, "fit": {}}
     for part in variant.split("+"):
-        if part.startswith("hvg"):
-            init["n_top_genes"] = int(part[3:])
-        elif part.startswith("wss"):
-            fit["w_ss"] = float(part[3:])
-        elif part.startswith("ep"):
-            fit["epochs"] = int(part[2:])
-        elif part.startswith("wpcl"):
-            fit["w_pcl"] = float(part[4:])
-        elif part.startswith("warm"):
-            fit["warmup"] = float(part[4:])
-        elif part.startswith("lr"):
-            fit["lr"] = float(part[2:])
-        elif part != "base":
+        if part == "base":
+            continue
+        prefix = next((p for p in PARTS if part.startswith(p)), None)
+        if prefix is None:
             raise SystemExit(f"unknown variant part {part!r}")
-    return init, fit
+        where, name, kind = PARTS[prefix]
+        out[where][name] = kind(part[len(prefix):])
+    return out["init"], out["fit"]
 
 
 def main():

@@ -42,6 +42,3 @@ spotscape_again  # after the unit-length embedding (2026-11-25, second session)
 # (2026-11-30): its one run had been the best on those two slices
 run --seeds 3 --tools spaceflow --datasets 151676
 run --seeds 3 --tools spaceflow --datasets 151674
-run --seeds 3 --tools spaceflow --datasets 151673
-run --seeds 3 --tools spaceflow --datasets 151675
-run --seeds 3 --tools spaceflow --datasets starmap

@@ -7,7 +7,8 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
     python benchmarks/integration_variants.py base 0,1,2,3,4        # the defaults
 
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
-fraction of the epochs), epN (epochs), lrL (learning rate), base (nothing).
+fraction of the epochs), epN (epochs), lrL (learning rate), pclwarm0/1 (prototype k-means afresh at
+every step, as published, or from the previous centroids, the default), base (nothing).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ SAVE = os.environ.get("SPOTSCAPE_SAVE_Z")
 
 # variant part prefix -> (Spotscape() option or fit() option, its name, its type)
 PARTS = {"hvg": ("init", "n_top_genes", int), "wss": ("fit", "w_ss", float), "wpcl": ("fit", "w_pcl", float),
-         "warm": ("fit", "warmup", float), "ep": ("fit", "epochs", int), "lr": ("fit", "lr", float)}
+         "warm": ("fit", "warmup", float), "ep": ("fit", "epochs", int), "lr": ("fit", "lr", float),
+         "pclwarm": ("fit", "pcl_warm_start", lambda v: bool(int(v)))}
 
 
 def options(variant: str) -> tuple[dict, dict]:

@@ -129,3 +129,26 @@ def test_masked_views_from_one_shared_product(density):
     ga = torch.autograd.grad(sum((a * gi).sum() for a, gi in zip(got, g)), w)[0]
     gb = torch.autograd.grad(sum((b * gi).sum() for b, gi in zip(want, g)), w)[0]
     assert torch.allclose(ga, gb, atol=1e-4)
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_pcl_prototypes_warm_start_or_afresh(small_tissue, monkeypatch, warm):
+    """pcl_warm_start=True (default): the prototypes' k-means starts from the previous step's
+    centroids; False: afresh at every step, as the published code does."""
+    import spotscape.train as train
+
+    inits = []
+
+    def recording_kmeans(x, k, **kw):
+        inits.append(kw.get("init") is not None)
+        return train_kmeans(x, k, **kw)
+
+    train_kmeans = train.kmeans
+    monkeypatch.setattr(train, "kmeans", recording_kmeans)
+    b = small_tissue.copy()
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    m = Spotscape([small_tissue.copy(), b], n_domains=3, seed=0, device="cpu")
+    m.fit(epochs=4, progress=False, warmup=0.5, pcl_warm_start=warm)
+    assert len(inits) == 2 * 3  # 2 PCL steps x 3 granularities
+    assert inits[:3] == [False] * 3  # the first step has no earlier centroids
+    assert inits[3:] == [warm] * 3

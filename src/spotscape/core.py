@@ -207,7 +207,7 @@ class Spotscape:
         """Train. ``epochs``/``lr`` default to the measured fast schedule; other keywords go to
         ``TrainConfig`` (loss weights ``w_re``, ``w_sc``, ``w_ss``, ``w_pcl`` (0 switches a loss off),
         ``edge_drop``, ``gene_mask``, ``topk``, ``tau``, ``warmup``, ``weight_decay``, ``patience``,
-        ``tile_size``).
+        ``pcl_warm_start``, ``tile_size``).
 
         ``batch_size``: ``"auto"`` trains full batch up to ``MINIBATCH_ABOVE`` spots on a CPU, and
         on a GPU while the data fit in half its free memory (``full_batch_fits``), else in

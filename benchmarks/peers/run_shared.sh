@@ -42,3 +42,7 @@ spotscape_again  # after the unit-length embedding (2026-11-25, second session)
 # (2026-11-30): its one run had been the best on those two slices
 run --seeds 3 --tools spaceflow --datasets 151676
 run --seeds 3 --tools spaceflow --datasets 151674
+# ... and on the other three single slices (2026-12-01)
+run --seeds 3 --tools spaceflow --datasets starmap
+run --seeds 3 --tools spaceflow --datasets 151673
+run --seeds 3 --tools spaceflow --datasets 151675

@@ -5,6 +5,7 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
     python benchmarks/integration_variants.py hvg3000 0,1,2,3,4     # 3,000 genes instead of 5,000
     python benchmarks/integration_variants.py wss0.5 0,1,2,3,4      # similarity scaling weight 0.5
     python benchmarks/integration_variants.py base 0,1,2,3,4        # the defaults
+    python benchmarks/integration_variants.py wss3 0 mixing         # also scIB batch mixing (peers runner's scores)
 
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
 fraction of the epochs), epN (epochs), lrL (learning rate), pclwarm0/1 (prototype k-means afresh at
@@ -46,6 +47,7 @@ def options(variant: str) -> tuple[dict, dict]:
 
 def main():
     variant, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
+    mixing = sys.argv[3:] == ["mixing"]
     init, fit = options(variant)
     ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES]
     labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
@@ -60,8 +62,13 @@ def main():
             np.save(os.path.join(SAVE, f"{variant}_seed{seed}.npy"), z)
         pooled, per = kmeans_aris(z[ok], labels[ok], sid)
         res.append(pooled)
-        print(f"{variant} seed {seed}: pooled {pooled:.3f} per " + " ".join(f"{v:.2f}" for v in per)
-              + f" ({time.time() - t0:.0f}s)", flush=True)
+        line = f"{variant} seed {seed}: pooled {pooled:.3f} per " + " ".join(f"{v:.2f}" for v in per)
+        if mixing:
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+            from run import integration_scores  # the peers benchmark's scIB metrics
+
+            line += " | " + " ".join(f"{k} {v:.3f}" for k, v in integration_scores(z[ok], sid, labels[ok], seed).items())
+        print(line + f" ({time.time() - t0:.0f}s)", flush=True)
     sd = np.std(res, ddof=1) if len(res) > 1 else 0.0
     print(f"== {variant} mean {np.mean(res):.3f} sd {sd:.3f}", flush=True)
 

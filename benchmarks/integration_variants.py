@@ -48,6 +48,9 @@ def options(variant: str) -> tuple[dict, dict]:
 def main():
     variant, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
     mixing = sys.argv[3:] == ["mixing"]
+    if mixing:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+        from run import integration_scores  # the peers benchmark's scIB metrics
     init, fit = options(variant)
     ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES]
     labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
@@ -64,9 +67,6 @@ def main():
         res.append(pooled)
         line = f"{variant} seed {seed}: pooled {pooled:.3f} per " + " ".join(f"{v:.2f}" for v in per)
         if mixing:
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
-            from run import integration_scores  # the peers benchmark's scIB metrics
-
             line += " | " + " ".join(f"{k} {v:.3f}" for k, v in integration_scores(z[ok], sid, labels[ok], seed).items())
         print(line + f" ({time.time() - t0:.0f}s)", flush=True)
     sd = np.std(res, ddof=1) if len(res) > 1 else 0.0

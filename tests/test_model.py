@@ -138,12 +138,12 @@ def test_pcl_prototypes_warm_start_or_afresh(small_tissue, monkeypatch, warm):
     import spotscape.train as train
 
     inits = []
+    train_kmeans = train.kmeans
 
     def recording_kmeans(x, k, **kw):
         inits.append(kw.get("init") is not None)
         return train_kmeans(x, k, **kw)
 
-    train_kmeans = train.kmeans
     monkeypatch.setattr(train, "kmeans", recording_kmeans)
     b = small_tissue.copy()
     b.obs_names = [f"b{i}" for i in range(b.n_obs)]

@@ -71,9 +71,15 @@ def test_learns_domains_on_simulated_tissue():
     assert ari > 0.5
 
 
-def test_several_slices_and_slice_key(small_tissue):
-    b = small_tissue.copy()
+def _second_slice(a):
+    """A copy of ``a`` with its own spot names, to stand for another slice."""
+    b = a.copy()
     b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    return b
+
+
+def test_several_slices_and_slice_key(small_tissue):
+    b = _second_slice(small_tissue)
     both = ad.concat([small_tissue, b], label="sample", keys=["s1", "s2"])
     both = both[np.random.default_rng(0).permutation(both.n_obs)].copy()  # slices interleaved
     m = Spotscape(both, slice_key="sample", n_domains=4, seed=0, device="cpu").fit(epochs=6, progress=False, warmup=0.5)
@@ -145,9 +151,7 @@ def test_pcl_prototypes_warm_start_or_afresh(small_tissue, monkeypatch, warm):
         return train_kmeans(x, k, **kw)
 
     monkeypatch.setattr(train, "kmeans", recording_kmeans)
-    b = small_tissue.copy()
-    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
-    m = Spotscape([small_tissue.copy(), b], n_domains=3, seed=0, device="cpu")
+    m = Spotscape([small_tissue.copy(), _second_slice(small_tissue)], n_domains=3, seed=0, device="cpu")
     m.fit(epochs=4, progress=False, warmup=0.5, pcl_warm_start=warm)
     assert len(inits) == 2 * 3  # 2 PCL steps x 3 granularities
     assert inits[:3] == [False] * 3  # the first step has no earlier centroids

@@ -120,8 +120,9 @@ class Trainer:
             self.cfg.n_domains = estimate_n_domains(zn.cpu().numpy(), seed=int(self.rng.integers(1 << 31)))[0]
         out = []
         for k in pcl_granularities(self.cfg.n_domains):
-            c, labels = kmeans(zn, k, generator=self.gen, init=self._centroids.get(k) if self.cfg.pcl_warm_start else None)
-            self._centroids[k] = c
+            c, labels = kmeans(zn, k, generator=self.gen, init=self._centroids.get(k))
+            if self.cfg.pcl_warm_start:  # kept only to start the next step's k-means from
+                self._centroids[k] = c
             out.append((c, labels))
         return out
 

@@ -2,6 +2,7 @@
 
     python benchmarks/schedule.py --slices 151673 --lrs 3e-4 1e-3 3e-3 --epochs 150 --every 25 --seeds 0 1
     python benchmarks/schedule.py --slices 151673 151674 151675 151676 --lrs 1e-3 2e-3 --epochs 120 --every 20
+    python benchmarks/schedule.py --summary LOG...   # markdown table of saved runs' output: mean ARI over seeds
 
 Prints one line per evaluation: the loss terms, pooled ARI and per-slice ARI (k-means, true k,
 mean over 3 k-means seeds) on unit-length z (the default embedding) and on raw z (the paper's),
@@ -10,7 +11,9 @@ and the training seconds so far.
 from __future__ import annotations
 
 import argparse
+import re
 import time
+from collections import defaultdict
 
 import anndata as ad
 import numpy as np
@@ -45,8 +48,43 @@ def curve(slices, lr, epochs, every, seed, options):
             print(f"lr {lr:g} seed {seed} epoch {epoch + 1}: {terms} | ARI unit z {scores[0]}, raw z {scores[1]} | train {spent:.0f} s", flush=True)
 
 
+def summary(logs, epochs=None):
+    """Markdown table from saved output of this script: unit-z ARI per lr and epoch, mean over seeds,
+    one column per log (name = the log's file stem), and the mean over the last three evaluations."""
+    line = re.compile(r"lr (\S+) seed (\d+) epoch (\d+):.*ARI unit z ([0-9.]+)")
+    cols, names = [], []
+    for f in logs:
+        runs = defaultdict(dict)
+        for text in open(f):
+            m = line.match(text)
+            if m:
+                runs[(float(m[1]), int(m[3]))][int(m[2])] = float(m[4])
+        cols.append(runs)
+        names.append(f.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    keys = sorted({k for c in cols for k in c})
+    lrs = sorted({lr for lr, _ in keys})
+    present = {ep for _, ep in keys}
+    shown = sorted(present if epochs is None else present & set(epochs))
+    print("| lr | epoch | " + " | ".join(names) + " | mean |")
+    print("|---|---|" + "---|" * (len(names) + 1))
+    for lr in lrs:
+        last = sorted(ep for l, ep in keys if l == lr)[-3:]
+        for ep in shown + ["last 3"]:
+            eps = last if ep == "last 3" else [ep]
+            vals = []
+            for c in cols:
+                v = [x for e in eps for x in c.get((lr, e), {}).values()]
+                vals.append(float(np.mean(v)) if v else float("nan"))
+            n = len(cols[0].get((lr, eps[-1]), {}))
+            label = f"{ep}" if ep != "last 3" else f"{eps[0]}-{eps[-1]} (mean)"
+            print(f"| {lr:g} | {label} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {np.nanmean(vals):.3f} |")
+    print(f"\nunit-length z, k-means with the true k (3 k-means seeds x 5 restarts), mean over {n} training seeds")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--summary", nargs="+", metavar="LOG", help="print a table from saved output instead of training")
+    ap.add_argument("--show", nargs="+", type=int, help="with --summary: only these epochs")
     ap.add_argument("--slices", nargs="+", default=["151673"])
     ap.add_argument("--lrs", nargs="+", type=float, default=[1e-3])
     ap.add_argument("--epochs", type=int, default=150)
@@ -54,6 +92,8 @@ def main():
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--options", default="", help="TrainConfig options, e.g. 'w_ss=0,w_pcl=0'")
     args = ap.parse_args()
+    if args.summary:
+        return summary(args.summary, args.show)
     options = {k: float(v) for k, v in (kv.split("=") for kv in args.options.split(",") if kv)}
     for lr in args.lrs:
         for seed in args.seeds:

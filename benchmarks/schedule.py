@@ -14,6 +14,7 @@ import argparse
 import re
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -50,35 +51,27 @@ def curve(slices, lr, epochs, every, seed, options):
 
 def summary(logs, epochs=None):
     """Markdown table from saved output of this script: unit-z ARI per lr and epoch, mean over seeds,
-    one column per log (name = the log's file stem), and the mean over the last three evaluations."""
+    one column per log (named by its file stem), then the mean over each lr's last three evaluations."""
     line = re.compile(r"lr (\S+) seed (\d+) epoch (\d+):.*ARI unit z ([0-9.]+)")
-    cols, names = [], []
+    cols = []  # per log: (lr, epoch) -> ARIs over seeds
     for f in logs:
-        runs = defaultdict(dict)
-        for text in open(f):
-            m = line.match(text)
-            if m:
-                runs[(float(m[1]), int(m[3]))][int(m[2])] = float(m[4])
+        runs = defaultdict(list)
+        with open(f) as fh:
+            for m in filter(None, map(line.match, fh)):
+                runs[(float(m[1]), int(m[3]))].append(float(m[4]))
         cols.append(runs)
-        names.append(f.rsplit("/", 1)[-1].rsplit(".", 1)[0])
-    keys = sorted({k for c in cols for k in c})
-    lrs = sorted({lr for lr, _ in keys})
-    present = {ep for _, ep in keys}
-    shown = sorted(present if epochs is None else present & set(epochs))
-    print("| lr | epoch | " + " | ".join(names) + " | mean |")
-    print("|---|---|" + "---|" * (len(names) + 1))
-    for lr in lrs:
-        last = sorted(ep for l, ep in keys if l == lr)[-3:]
-        for ep in shown + ["last 3"]:
-            eps = last if ep == "last 3" else [ep]
-            vals = []
-            for c in cols:
-                v = [x for e in eps for x in c.get((lr, e), {}).values()]
-                vals.append(float(np.mean(v)) if v else float("nan"))
-            n = len(cols[0].get((lr, eps[-1]), {}))
-            label = f"{ep}" if ep != "last 3" else f"{eps[0]}-{eps[-1]} (mean)"
+    keys = {k for c in cols for k in c}
+    n_seeds = max(len(v) for c in cols for v in c.values())
+    print("| lr | epoch | " + " | ".join(Path(f).stem for f in logs) + " | mean |")
+    print("|---|---|" + "---|" * (len(logs) + 1))
+    for lr in sorted({lr for lr, _ in keys}):
+        eps = sorted(ep for l, ep in keys if l == lr)
+        rows = [(str(ep), [ep]) for ep in eps if epochs is None or ep in epochs]
+        rows.append((f"{eps[-3]}-{eps[-1]} (mean)", eps[-3:]))
+        for label, group in rows:
+            vals = [np.mean([x for e in group for x in c.get((lr, e), [])] or [np.nan]) for c in cols]
             print(f"| {lr:g} | {label} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {np.nanmean(vals):.3f} |")
-    print(f"\nunit-length z, k-means with the true k (3 k-means seeds x 5 restarts), mean over {n} training seeds")
+    print(f"\nunit-length z, k-means with the true k (3 k-means seeds x 5 restarts), mean over {n_seeds} training seeds")
 
 
 def main():

@@ -46,3 +46,6 @@ run --seeds 3 --tools spaceflow --datasets 151674
 run --seeds 3 --tools spaceflow --datasets starmap
 run --seeds 3 --tools spaceflow --datasets 151673
 run --seeds 3 --tools spaceflow --datasets 151675
+# STAGATE and GraphST from one seed to three on STARmap, the dataset where a run costs minutes
+# (2026-12-01, third session)
+run --seeds 3 --tools stagate graphst --datasets starmap

@@ -59,10 +59,11 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     b.write_h5ad(tmp_path / "b.h5ad")
     out = tmp_path / "o"
     assert main(["run", str(tmp_path / "a.h5ad"), str(tmp_path / "b.h5ad"), "--out", str(out), "--epochs", "10", "--quiet",
-                 "--save-model", "--raw-z"]) == 0
+                 "--save-model", "--raw-z", "--w-pcl", "0.02"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_domains_source"] == "estimated" and 3 <= m["n_domains"] <= 12
     assert m["embedding"] == "raw z"
+    assert m["w_pcl"] == 0.02
     assert "pooled" not in m
     r = ad.read_h5ad(out / "result.h5ad")
     assert list(r.obs["slice"].unique()) == ["a", "b"]

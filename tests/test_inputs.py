@@ -142,6 +142,9 @@ def test_bad_training_arguments(good, tmp_path, capsys):
     _cli_fails(tmp_path, capsys, [good], "--epochs", "0", match="epochs must be >= 1")
     _cli_fails(tmp_path, capsys, [good], "--lr", "-1", match="learning rate must be > 0")
     _cli_fails(tmp_path, capsys, [good], "--n-top-genes", "0", match="n_top_genes must be >= 1")
+    _cli_fails(tmp_path, capsys, [good], "--w-pcl", "-0.01", match="prototype-loss weight must be a finite number >= 0")
+    with pytest.raises(SpotscapeInputError, match="w_ss must be a finite number >= 0"):
+        Spotscape(good).fit(epochs=1, progress=False, w_ss=float("nan"))
 
 
 def test_missing_slice_labels(good):

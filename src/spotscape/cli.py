@@ -62,7 +62,7 @@ def _run(args) -> int:
     m = pipeline.run(
         slices, names, args.out, n_domains=args.n_domains, label_key=args.label_key, seed=args.seed, epochs=args.epochs,
         lr=args.lr, device=args.device, counts=not args.normalized, n_top_genes=args.n_top_genes, published=args.published, raw_z=args.raw_z,
-        progress=not args.quiet, save_model=args.save_model, timings=timings, batch_size=batch_size,
+        w_pcl=args.w_pcl, progress=not args.quiet, save_model=args.save_model, timings=timings, batch_size=batch_size,
     )
     if rank == 0:
         _summary(m, args.out)
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, help="training epochs (default: the measured fast schedule)")
     r.add_argument("--lr", type=float, help="learning rate (default: the measured fast schedule)")
     r.add_argument("--published", action="store_true", help="the published schedule: 1,000 epochs at lr 1e-4 (one slice) / 5e-4, and similarity scaling in mini-batches")
+    r.add_argument("--w-pcl", type=float, help="weight of the prototype loss, several slices (default: the published 0.01; "
+                                                "0.02 mixed slices more on DLPFC, README)")
     r.add_argument("--raw-z", action="store_true", help="embed and cluster the raw z, as the published code does (default: unit-length z)")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--n-top-genes", type=int, default=5000)

@@ -226,6 +226,10 @@ class Spotscape:
         unknown = set(loss_options) - set(TrainConfig.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown training option(s): {sorted(unknown)}")
+        for name in ("w_re", "w_sc", "w_ss", "w_pcl"):
+            w = loss_options.get(name)
+            if w is not None and not (np.isfinite(w) and w >= 0):
+                raise SpotscapeInputError(f"the loss weight {name} must be a finite number >= 0 (0 switches the loss off), got {w}.")
         n_spots = sum(a.n_obs for a in self.slices)
         rank, world = _distributed()
         if batch_size != "auto" and batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 8):

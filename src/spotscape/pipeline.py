@@ -73,6 +73,7 @@ def run(
     timings: dict | None = None,
     batch_size="auto",
     raw_z: bool = False,
+    w_pcl: float | None = None,
 ) -> dict:
     """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
 
@@ -82,6 +83,7 @@ def run(
     ``batch_size``: "auto", None (full batch) or spots per mini-batch (``Spotscape.fit``).
     ``raw_z``: embed and cluster the encoder's raw z, as the published code does, instead of
     unit-length z (``Spotscape.get_latent_representation``).
+    ``w_pcl``: weight of the prototype loss (several slices; default the published 0.01).
     Returns the metrics dictionary written to metrics.json. Under torch.distributed every process
     trains; only rank 0 embeds, clusters and writes (the others return ``{}``).
     """
@@ -97,6 +99,8 @@ def run(
         raise SpotscapeInputError(f"epochs must be >= 1 (got {epochs}).")
     if lr is not None and not lr > 0:
         raise SpotscapeInputError(f"the learning rate must be > 0 (got {lr}).")
+    if w_pcl is not None and not (np.isfinite(w_pcl) and w_pcl >= 0):
+        raise SpotscapeInputError(f"the prototype-loss weight must be a finite number >= 0 (got {w_pcl}).")
     if n_top_genes < 1:
         raise SpotscapeInputError(f"n_top_genes must be >= 1 (got {n_top_genes}).")
     if len(set(names)) != len(names):
@@ -108,7 +112,10 @@ def run(
         epochs = epochs or sched["epochs"]
         lr = lr or sched["lr"]
     # published: every loss at its published weight, similarity scaling in mini-batches included
-    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **(dict(w_ss=TrainConfig.w_ss) if published else {}))
+    weights = dict(w_ss=TrainConfig.w_ss) if published else {}
+    if w_pcl is not None:
+        weights["w_pcl"] = w_pcl
+    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **weights)
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
         return {}
     t0 = time.perf_counter()
@@ -140,6 +147,7 @@ def run(
         "training_mode": "full batch" if model.train_config.batch_size is None else f"mini-batch {model.train_config.batch_size}",
         "processes": torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1,
         "lr": model.train_config.lr,
+        "w_pcl": model.train_config.w_pcl,
         "embedding": "raw z" if raw_z else "unit-length z",
         "final_loss": model.history[-1]["loss"] if model.history else None,
         "versions": {

@@ -1,7 +1,6 @@
 """Every bad input gets one clear error, before any training, and a failed run writes nothing."""
 import os
 
-import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp

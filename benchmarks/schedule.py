@@ -67,7 +67,8 @@ def summary(logs, epochs=None):
     for lr in sorted({lr for lr, _ in keys}):
         eps = sorted(ep for l, ep in keys if l == lr)
         rows = [(str(ep), [ep]) for ep in eps if epochs is None or ep in epochs]
-        rows.append((f"{eps[-3]}-{eps[-1]} (mean)", eps[-3:]))
+        last = eps[-3:]  # fewer than three evaluations: all of them
+        rows.append((f"{last[0]}-{last[-1]} (mean)", last))
         for label, group in rows:
             vals = [np.mean([x for e in group for x in c.get((lr, e), [])] or [np.nan]) for c in cols]
             print(f"| {lr:g} | {label} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {np.nanmean(vals):.3f} |")

@@ -84,6 +84,12 @@ def check_n_domains(n_domains, n_spots: int) -> None:
         raise SpotscapeInputError(f"n_domains={n_domains} is more than the {n_spots} spots; choose fewer domains.")
 
 
+def check_weight(what: str, w) -> None:
+    """A loss weight: finite and >= 0 (0 switches the loss off). ``what`` names it in the error."""
+    if w is not None and not (np.isfinite(w) and w >= 0):
+        raise SpotscapeInputError(f"the {what} must be a finite number >= 0 (0 switches the loss off), got {w}.")
+
+
 def check_label_key(adatas, label_key: str | None) -> None:
     if label_key is None:
         return

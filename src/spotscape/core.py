@@ -14,7 +14,7 @@ import torch
 
 from ._version import __version__
 from ._sparse import SparseMatrix
-from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names
+from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names, check_weight
 from .graph import block_graph, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
 from .pp import highly_variable_genes, normalize as log_normalize
@@ -227,9 +227,7 @@ class Spotscape:
         if unknown:
             raise TypeError(f"unknown training option(s): {sorted(unknown)}")
         for name in ("w_re", "w_sc", "w_ss", "w_pcl"):
-            w = loss_options.get(name)
-            if w is not None and not (np.isfinite(w) and w >= 0):
-                raise SpotscapeInputError(f"the loss weight {name} must be a finite number >= 0 (0 switches the loss off), got {w}.")
+            check_weight(f"loss weight {name}", loss_options.get(name))
         n_spots = sum(a.n_obs for a in self.slices)
         rank, world = _distributed()
         if batch_size != "auto" and batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 8):

@@ -21,7 +21,7 @@ import torch
 
 from . import pl, tl
 from ._version import __version__
-from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_writable
+from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_weight, check_writable
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
 from .metrics import cluster_scores
 from .train import TrainConfig
@@ -99,8 +99,7 @@ def run(
         raise SpotscapeInputError(f"epochs must be >= 1 (got {epochs}).")
     if lr is not None and not lr > 0:
         raise SpotscapeInputError(f"the learning rate must be > 0 (got {lr}).")
-    if w_pcl is not None and not (np.isfinite(w_pcl) and w_pcl >= 0):
-        raise SpotscapeInputError(f"the prototype-loss weight must be a finite number >= 0 (got {w_pcl}).")
+    check_weight("prototype-loss weight", w_pcl)  # before the preprocessing in Spotscape()
     if n_top_genes < 1:
         raise SpotscapeInputError(f"n_top_genes must be >= 1 (got {n_top_genes}).")
     if len(set(names)) != len(names):

@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=float, help="learning rate (default: the measured fast schedule)")
     r.add_argument("--published", action="store_true", help="the published schedule: 1,000 epochs at lr 1e-4 (one slice) / 5e-4, and similarity scaling in mini-batches")
     r.add_argument("--w-pcl", type=float, help="weight of the prototype loss, several slices (default: the published 0.01; "
-                                                "0.02 mixed slices more on DLPFC, README)")
+                                                "0.02 scored higher on DLPFC and mixed more by iLISI, README)")
     r.add_argument("--raw-z", action="store_true", help="embed and cluster the raw z, as the published code does (default: unit-length z)")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--n-top-genes", type=int, default=5000)

@@ -8,7 +8,7 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
     python benchmarks/integration_variants.py wss3 0 mixing         # also scIB batch mixing (peers runner's scores)
 
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
-fraction of the epochs), epN (epochs), lrL (learning rate), pclwarm0/1 (prototype k-means afresh at
+fraction of the epochs), epN (epochs), lrL (learning rate), tauT (PCL temperature), cos (cosine learning-rate decay), pclwarm0/1 (prototype k-means afresh at
 every step, as published, or from the previous centroids, the default), base (nothing).
 """
 from __future__ import annotations
@@ -29,7 +29,8 @@ SAVE = os.environ.get("SPOTSCAPE_SAVE_Z")
 # variant part prefix -> (Spotscape() option or fit() option, its name, its type)
 PARTS = {"hvg": ("init", "n_top_genes", int), "wss": ("fit", "w_ss", float), "wpcl": ("fit", "w_pcl", float),
          "warm": ("fit", "warmup", float), "ep": ("fit", "epochs", int), "lr": ("fit", "lr", float),
-         "pclwarm": ("fit", "pcl_warm_start", lambda v: bool(int(v)))}
+         "pclwarm": ("fit", "pcl_warm_start", lambda v: bool(int(v))), "tau": ("fit", "tau", float),
+         "cos": ("fit", "lr_schedule", lambda v: "cosine")}
 
 
 def options(variant: str) -> tuple[dict, dict]:

@@ -37,6 +37,8 @@ def curve(slices, lr, epochs, every, seed, options):
     for epoch in range(epochs):
         t0 = time.perf_counter()
         rec = trainer.step(epoch)
+        if trainer.sched is not None:  # lr_schedule=cosine
+            trainer.sched.step()
         spent += time.perf_counter() - t0
         if (epoch + 1) % every == 0:
             scores = []
@@ -84,11 +86,11 @@ def main():
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--every", type=int, default=25)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--options", default="", help="TrainConfig options, e.g. 'w_ss=0,w_pcl=0'")
+    ap.add_argument("--options", default="", help="TrainConfig options, e.g. 'w_ss=0,w_pcl=0' or 'lr_schedule=cosine'")
     args = ap.parse_args()
     if args.summary:
         return summary(args.summary, args.show)
-    options = {k: float(v) for k, v in (kv.split("=") for kv in args.options.split(",") if kv)}
+    options = {k: (v if k == "lr_schedule" else float(v)) for k, v in (kv.split("=") for kv in args.options.split(",") if kv)}
     for lr in args.lrs:
         for seed in args.seeds:
             curve(args.slices, lr, args.epochs, args.every, seed, options)

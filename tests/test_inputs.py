@@ -144,6 +144,8 @@ def test_bad_training_arguments(good, tmp_path, capsys):
     _cli_fails(tmp_path, capsys, [good], "--w-pcl", "-0.01", match="prototype-loss weight must be a finite number >= 0")
     with pytest.raises(SpotscapeInputError, match="w_ss must be a finite number >= 0"):
         Spotscape(good).fit(epochs=1, progress=False, w_ss=float("nan"))
+    with pytest.raises(SpotscapeInputError, match="lr_schedule must be 'constant' or 'cosine'"):
+        Spotscape(good).fit(epochs=1, progress=False, lr_schedule="linear")
 
 
 def test_missing_slice_labels(good):

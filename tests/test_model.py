@@ -104,6 +104,15 @@ def test_losses_can_be_switched_off(small_tissue):
         m.fit(epochs=1, progress=False, w_typo=1)
 
 
+def test_cosine_learning_rate_schedule(small_tissue):
+    const = Spotscape(small_tissue.copy(), seed=0, device="cpu").fit(epochs=4, lr=1e-3, progress=False)
+    assert [r["lr"] for r in const.history] == [1e-3] * 4
+    cos = Spotscape(small_tissue.copy(), seed=0, device="cpu").fit(epochs=4, lr=1e-3, progress=False, lr_schedule="cosine")
+    assert np.allclose([r["lr"] for r in cos.history], [1e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)])
+    assert cos.history[0]["loss"] == const.history[0]["loss"]  # the first epoch trains at the full rate
+    assert cos.history[-1]["loss"] != const.history[-1]["loss"]
+
+
 def test_domains_without_k_estimates_it(small_tissue):
     a = small_tissue.copy()
     _fit(a).embed()

@@ -207,7 +207,7 @@ class Spotscape:
         """Train. ``epochs``/``lr`` default to the measured fast schedule; other keywords go to
         ``TrainConfig`` (loss weights ``w_re``, ``w_sc``, ``w_ss``, ``w_pcl`` (0 switches a loss off),
         ``edge_drop``, ``gene_mask``, ``topk``, ``tau``, ``warmup``, ``weight_decay``, ``patience``,
-        ``pcl_warm_start``, ``tile_size``).
+        ``pcl_warm_start``, ``tile_size``, ``lr_schedule``: ``"constant"`` (default) or ``"cosine"``).
 
         ``batch_size``: ``"auto"`` trains full batch up to ``MINIBATCH_ABOVE`` spots on a CPU, and
         on a GPU while the data fit in half its free memory (``full_batch_fits``), else in
@@ -228,6 +228,8 @@ class Spotscape:
             raise TypeError(f"unknown training option(s): {sorted(unknown)}")
         for name in ("w_re", "w_sc", "w_ss", "w_pcl"):
             check_weight(f"loss weight {name}", loss_options.get(name))
+        if loss_options.get("lr_schedule", "constant") not in ("constant", "cosine"):
+            raise SpotscapeInputError(f"lr_schedule must be 'constant' or 'cosine', got {loss_options['lr_schedule']!r}.")
         n_spots = sum(a.n_obs for a in self.slices)
         rank, world = _distributed()
         if batch_size != "auto" and batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 8):

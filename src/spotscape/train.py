@@ -28,6 +28,7 @@ from .model import SpotscapeNet
 class TrainConfig:
     epochs: int = 1000
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine": the rate falls from lr to 0 over the epochs (per epoch)
     weight_decay: float = 1e-4
     edge_drop: float = 0.2
     gene_mask: float = 0.2
@@ -103,6 +104,7 @@ class Trainer:
             ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
         self.opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, config.epochs) if config.lr_schedule == "cosine" else None
         self.history: list[dict] = []
         self._centroids: dict[int, torch.Tensor] = {}
         self.batches, self.full = batches, full
@@ -176,6 +178,9 @@ class Trainer:
         bar = tqdm(range(c.epochs), desc="spotscape", disable=not progress or self.rank > 0, leave=False)
         for epoch in bar:
             rec = self._epoch(epoch)
+            rec["lr"] = self.opt.param_groups[0]["lr"]  # the rate this epoch trained at
+            if self.sched is not None:
+                self.sched.step()
             self.history.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             if c.patience:

@@ -8,8 +8,9 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
     python benchmarks/integration_variants.py wss3 0 mixing         # also scIB batch mixing (peers runner's scores)
 
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
-fraction of the epochs), epN (epochs), lrL (learning rate), tauT (PCL temperature), cos (cosine learning-rate decay), pclwarm0/1 (prototype k-means afresh at
-every step, as published, or from the previous centroids, the default), base (nothing).
+fraction of the epochs), epN (epochs), lrL (learning rate), tauT (PCL temperature), cos (cosine
+learning-rate decay), pclwarm0/1 (prototype k-means afresh at every step, as published, or from the
+previous centroids, the default), base (nothing).
 """
 from __future__ import annotations
 

@@ -49,3 +49,7 @@ run --seeds 3 --tools spaceflow --datasets 151675
 # STAGATE and GraphST from one seed to three on STARmap, the dataset where a run costs minutes
 # (2026-12-01, third session)
 run --seeds 3 --tools stagate graphst --datasets starmap
+# STAGATE and GraphST from one seed to two on 151673 (the brief's slice) and 151676 (the slice where
+# spotscape loses to BANKSY) (2026-12-01, fourth session; about 15 minutes per run)
+run --seeds 2 --tools graphst stagate --datasets 151673
+run --seeds 2 --tools graphst stagate --datasets 151676

@@ -36,9 +36,7 @@ def curve(slices, lr, epochs, every, seed, options):
     spent = 0.0
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        rec = trainer.step(epoch)
-        if trainer.sched is not None:  # lr_schedule=cosine
-            trainer.sched.step()
+        rec = trainer.epoch(epoch)
         spent += time.perf_counter() - t0
         if (epoch + 1) % every == 0:
             scores = []

@@ -19,7 +19,7 @@ from .graph import block_graph, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
 from .pp import highly_variable_genes, normalize as log_normalize
 from .batching import TileBatches
-from .train import TrainConfig, Trainer, full_batch_data
+from .train import LR_SCHEDULES, TrainConfig, Trainer, full_batch_data
 
 # Defaults chosen by measurement (README, "Training schedule"); the published schedule is
 # TrainConfig() itself: 1,000 epochs at 1e-4 (one slice) or 5e-4 (several).
@@ -228,8 +228,8 @@ class Spotscape:
             raise TypeError(f"unknown training option(s): {sorted(unknown)}")
         for name in ("w_re", "w_sc", "w_ss", "w_pcl"):
             check_weight(f"loss weight {name}", loss_options.get(name))
-        if loss_options.get("lr_schedule", "constant") not in ("constant", "cosine"):
-            raise SpotscapeInputError(f"lr_schedule must be 'constant' or 'cosine', got {loss_options['lr_schedule']!r}.")
+        if loss_options.get("lr_schedule", "constant") not in LR_SCHEDULES:
+            raise SpotscapeInputError(f"lr_schedule must be {' or '.join(map(repr, LR_SCHEDULES))}, got {loss_options['lr_schedule']!r}.")
         n_spots = sum(a.n_obs for a in self.slices)
         rank, world = _distributed()
         if batch_size != "auto" and batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 8):

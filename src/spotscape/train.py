@@ -24,11 +24,14 @@ from .graph import drop_edges, edge_list
 from .model import SpotscapeNet
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 1000
     lr: float = 1e-4
-    lr_schedule: str = "constant"  # or "cosine": the rate falls from lr to 0 over the epochs (per epoch)
+    lr_schedule: str = "constant"  # one of LR_SCHEDULES; "cosine": the rate falls from lr to 0 over the epochs
     weight_decay: float = 1e-4
     edge_drop: float = 0.2
     gene_mask: float = 0.2
@@ -155,9 +158,16 @@ class Trainer:
         rec.update({k: v.item() for k, (_, v) in parts.items()})
         return rec
 
-    def _epoch(self, epoch: int) -> dict:
-        if self.batches is None:
-            return self.step(epoch)
+    def epoch(self, epoch: int) -> dict:
+        """One epoch (every batch once), then the learning-rate schedule's step; the record holds
+        the mean loss terms and the rate the epoch trained at."""
+        rec = self._batches(epoch) if self.batches is not None else self.step(epoch)
+        rec["lr"] = self.opt.param_groups[0]["lr"]
+        if self.sched is not None:
+            self.sched.step()
+        return rec
+
+    def _batches(self, epoch: int) -> dict:
         x, adj, codes = self.full
         batches = list(self.batches.epoch(self.rng))  # the same order in every process (same seed)
         # several processes: the same number of steps in each (collectives), at least one
@@ -177,10 +187,7 @@ class Trainer:
         best, since = math.inf, 0
         bar = tqdm(range(c.epochs), desc="spotscape", disable=not progress or self.rank > 0, leave=False)
         for epoch in bar:
-            rec = self._epoch(epoch)
-            rec["lr"] = self.opt.param_groups[0]["lr"]  # the rate this epoch trained at
-            if self.sched is not None:
-                self.sched.step()
+            rec = self.epoch(epoch)
             self.history.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             if c.patience:

@@ -5,6 +5,7 @@ trained alone with one setting of the integration changed, to see which (if any)
     python benchmarks/single_ablation.py 151674 0 pcl pcl=1          # prototypes (PCL) as in integration
     python benchmarks/single_ablation.py 151674 0 lr2e-3 lr=2e-3     # the integration's learning rate
     python benchmarks/single_ablation.py 151674 0 common common=1    # only the genes shared by all 4 slices
+    python benchmarks/single_ablation.py 151676 0 knn12 knn=12       # 12 nearest spots instead of the 6-spot radius graph
 
 Prints one JSON line: mean ARI of 3 k-means runs (10 starts, true k = 7) on the labelled spots.
 Lines from the session that added it: benchmarks/results/single_ablation.log.
@@ -26,6 +27,8 @@ s, seed, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 opts = dict(a.split("=") for a in sys.argv[4:])
 pcl = opts.pop("pcl", "0") == "1"
 common = opts.pop("common", "0") == "1"
+knn = opts.pop("knn", None)
+graph = dict(graph="knn", k=int(knn)) if knn else {}
 kw = {k: (int(v) if k == "epochs" else float(v)) for k, v in opts.items()}
 if pcl:  # PCL runs only with several slices; switch it on for one
     orig = T.Trainer.__init__
@@ -42,11 +45,11 @@ if common:
         g = g[g.isin(ad.read_h5ad(DATA / f"{o}.h5ad", backed="r").var_names)]
     a = a[:, g].copy()
 t = time.time()
-m = ss.Spotscape(a, seed=seed, device="cpu", n_domains=7)
+m = ss.Spotscape(a, seed=seed, device="cpu", n_domains=7, **graph)
 m.fit(progress=False, **kw)
 z = m.get_latent_representation()
 dt = time.time() - t
 lab = a.obs["layer_guess"][a.obs["layer_guess"].notna().to_numpy()]  # k-means on the labelled spots only
 z = z[a.obs["layer_guess"].notna().to_numpy()]
 r = [cluster_scores(lab, KMeans(7, n_init=10, random_state=k).fit_predict(z))["ari"] for k in range(3)]
-print(json.dumps(dict(slice=s, seed=seed, tag=tag, opts=opts, pcl=pcl, ari=round(float(np.mean(r)), 4), s=round(dt, 1))), flush=True)
+print(json.dumps(dict(slice=s, seed=seed, tag=tag, opts=dict(opts, **({"knn": knn} if knn else {})), pcl=pcl, ari=round(float(np.mean(r)), 4), s=round(dt, 1))), flush=True)

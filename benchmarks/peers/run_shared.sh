@@ -53,3 +53,6 @@ run --seeds 3 --tools stagate graphst --datasets starmap
 # spotscape loses to BANKSY) (2026-12-01, fourth session; about 15 minutes per run)
 run --seeds 2 --tools graphst stagate --datasets 151673
 run --seeds 2 --tools graphst stagate --datasets 151676
+# ... and on 151674 and 151675, so that both have two seeds on every DLPFC slice (2026-12-01, fifth
+# session; 13-18 minutes per run)
+run --seeds 2 --tools graphst stagate --datasets 151674 151675

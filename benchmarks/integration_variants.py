@@ -47,13 +47,12 @@ def patch_slicebn(ads):
     """Every encoder BatchNorm normalises each slice's rows with that slice's mean and variance
     (shared scale and shift), whenever it sees all spots of ``ads`` stacked in order."""
     codes = torch.from_numpy(np.concatenate([np.full(a.n_obs, i) for i, a in enumerate(ads)]))
+    cnt = torch.tensor([[a.n_obs] for a in ads], dtype=torch.float32)  # spots per slice, once
 
     def norm_per_slice(h, norm):
-        g = int(codes.max()) + 1
-        cnt = torch.bincount(codes, minlength=g).to(h.dtype)[:, None]
-        mu = torch.zeros(g, h.shape[1], dtype=h.dtype).index_add_(0, codes, h) / cnt
+        mu = torch.zeros(len(ads), h.shape[1], dtype=h.dtype).index_add_(0, codes, h) / cnt
         hc = h - mu[codes]
-        var = torch.zeros(g, h.shape[1], dtype=h.dtype).index_add_(0, codes, hc * hc) / cnt
+        var = torch.zeros(len(ads), h.shape[1], dtype=h.dtype).index_add_(0, codes, hc * hc) / cnt
         return hc / torch.sqrt(var[codes] + norm.eps) * norm.weight + norm.bias
 
     def propagate(self, h, adj):
@@ -75,17 +74,22 @@ def patch_libshared(ads):
 PATCHES = {"slicebn": patch_slicebn, "libshared": patch_libshared}
 
 
-def options(variant: str) -> tuple[dict, dict]:
+def options(variant: str) -> tuple[dict, dict, list]:
+    """Spotscape() options, fit() options and the patches a variant names."""
     out = {"init": {}, "fit": {}}
+    patches = []
     for part in variant.split("+"):
-        if part == "base" or part in PATCHES:
+        if part in PATCHES:
+            patches.append(PATCHES[part])
+            continue
+        if part == "base":
             continue
         prefix = next((p for p in PARTS if part.startswith(p)), None)
         if prefix is None:
             raise SystemExit(f"unknown variant part {part!r}")
         where, name, kind = PARTS[prefix]
         out[where][name] = kind(part[len(prefix):])
-    return out["init"], out["fit"]
+    return out["init"], out["fit"], patches
 
 
 def main():
@@ -94,11 +98,10 @@ def main():
     if mixing:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
         from run import integration_scores  # the peers benchmark's scIB metrics
-    init, fit = options(variant)
+    init, fit, patches = options(variant)
     ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES]
-    for part in variant.split("+"):
-        if part in PATCHES:
-            PATCHES[part](ads)
+    for patch in patches:
+        patch(ads)
     labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
     ok = labels != "nan"
     sid = np.concatenate([[i] * a.n_obs for i, a in enumerate(ads)])[ok]

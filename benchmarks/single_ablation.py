@@ -27,9 +27,8 @@ s, seed, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 opts = dict(a.split("=") for a in sys.argv[4:])
 pcl = opts.pop("pcl", "0") == "1"
 common = opts.pop("common", "0") == "1"
-knn = opts.pop("knn", None)
-graph = dict(graph="knn", k=int(knn)) if knn else {}
-kw = {k: (int(v) if k == "epochs" else float(v)) for k, v in opts.items()}
+graph = dict(graph="knn", k=int(opts["knn"])) if "knn" in opts else {}
+kw = {k: (int(v) if k == "epochs" else float(v)) for k, v in opts.items() if k != "knn"}
 if pcl:  # PCL runs only with several slices; switch it on for one
     orig = T.Trainer.__init__
 
@@ -52,4 +51,4 @@ dt = time.time() - t
 lab = a.obs["layer_guess"][a.obs["layer_guess"].notna().to_numpy()]  # k-means on the labelled spots only
 z = z[a.obs["layer_guess"].notna().to_numpy()]
 r = [cluster_scores(lab, KMeans(7, n_init=10, random_state=k).fit_predict(z))["ari"] for k in range(3)]
-print(json.dumps(dict(slice=s, seed=seed, tag=tag, opts=dict(opts, **({"knn": knn} if knn else {})), pcl=pcl, ari=round(float(np.mean(r)), 4), s=round(dt, 1))), flush=True)
+print(json.dumps(dict(slice=s, seed=seed, tag=tag, opts=opts, pcl=pcl, ari=round(float(np.mean(r)), 4), s=round(dt, 1))), flush=True)

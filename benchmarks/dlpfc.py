@@ -6,6 +6,7 @@ time and peak memory are that run's own, reading to written outputs.
     python benchmarks/dlpfc.py --seeds 1 --published --only 151673   # the published schedule, for the time ratio
     python benchmarks/dlpfc.py --seeds 5 --device cuda --out benchmarks/results/dlpfc_gpu   # on a GPU
     python benchmarks/dlpfc.py --seeds 5 --raw-z --out benchmarks/results/dlpfc_raw_z   # k-means on raw z, as the paper
+    python benchmarks/dlpfc.py --seeds 5 --only integrated    # rerun one row; the other rows' runs are kept
 
 Writes benchmarks/results/dlpfc.json and dlpfc.md.
 """
@@ -97,8 +98,11 @@ def main():
         jobs = [j for j in jobs if j[0] in args.only]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     runs = []
+    if args.only and Path(args.out + ".json").exists():  # rerunning some datasets: keep the others' runs
+        runs = [r for r in json.loads(Path(args.out + ".json").read_text())["runs"] if r["dataset"] not in args.only]
+        jobs = [j for j in [(s, None) for s in SLICES] + [("integrated", None)] if j[0] not in args.only and any(r["dataset"] == j[0] for r in runs)] + jobs
     for name, files in jobs:
-        for seed in range(args.seeds):
+        for seed in range(args.seeds if files is not None else 0):
             m = run_spotscape(files, seed, extra, args.device)
             runs.append({"dataset": name, "seed": seed, "metrics": m})
             if "error" in m:
@@ -131,6 +135,10 @@ def main():
             f"| {name} | {ms([p['ari'] for p in pooled])} | {ms([p['nmi'] for p in pooled])} | {ms([p['ca'] for p in pooled])} | {per} | "
             f"{wall:.1f} | {np.median([m['peak_memory_mb'] for m in ok]):.0f} | {gpu_mb} | {speedup} | {f.get('pca', float('nan')):.3f} | {f.get('pca_smoothed', float('nan')):.3f} |")
     n_ok = len([r for r in runs if "error" not in r["metrics"]])
+    kept = [name for name, files in jobs if files is None]
+    if kept:
+        lines.append("")
+        lines.append(f"Kept from an earlier run of this script (not rerun now): {', '.join(kept)}.")
     lines.append("")
     lines.append(f"{n_ok}/{len(runs)} runs, seeds 0-{args.seeds - 1}, schedule: {result['schedule']}, k-means on {result['embedding']}; mean ± sd over seeds; k-means (10 restarts) with the true k on labelled spots. "
                  f"Device: {where}. Wall time and peak memory (host) are per run (own process), reading to written outputs. Published-code estimate: 4 s/epoch x 1,000 epochs (METHOD.md, 151673).")

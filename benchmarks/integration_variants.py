@@ -11,12 +11,15 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
 fraction of the epochs), epN (epochs), lrL (learning rate), tauT (PCL temperature), cos (cosine
 learning-rate decay), pclwarm0/1 (prototype k-means afresh at every step, as published, or from the
-previous centroids, the default), base (nothing). Two parts patch the package for this process only,
-to test an idea before it earns an option: slicebn (each encoder BatchNorm normalises every slice
-with that slice's own statistics, in training and inference: domain-specific BatchNorm) and
+previous centroids, the default), slicebn / pubbn (``Spotscape(slice_norm=True / False)``: the
+encoder's BatchNorm with each slice's own statistics, or pooled as published), base (nothing).
+One part patches the package for this process only, to test an idea before it earns an option:
 libshared (library size over the genes measured in every slice instead of all genes of each file;
 151674's file holds 5,000 genes, the others about 8,600, so the shared genes carry 88 % of its
 counts against 69-70 % in the others).
+
+slicebn began as a patch of GCNEncoder.propagate here (log lines before the commit that made it
+the ``slice_norm`` option); the option computes the same normalisation.
 """
 from __future__ import annotations
 
@@ -26,11 +29,9 @@ import time
 
 import anndata as ad
 import numpy as np
-import torch
 
 from dlpfc import DATA, SLICES, kmeans_aris  # the DLPFC benchmark's data folder, slices and k-means scoring
 import spotscape.core
-import spotscape.model
 from spotscape import Spotscape, pp
 
 SAVE = os.environ.get("SPOTSCAPE_SAVE_Z")
@@ -40,30 +41,8 @@ SAVE = os.environ.get("SPOTSCAPE_SAVE_Z")
 PARTS = {"hvg": ("init", "n_top_genes", int), "wss": ("fit", "w_ss", float), "wpcl": ("fit", "w_pcl", float),
          "warm": ("fit", "warmup", float), "ep": ("fit", "epochs", int), "lr": ("fit", "lr", float),
          "pclwarm": ("fit", "pcl_warm_start", lambda v: bool(int(v))), "tau": ("fit", "tau", float),
-         "cos": ("fit", "lr_schedule", lambda v: "cosine")}
-
-
-def patch_slicebn(ads):
-    """Every encoder BatchNorm normalises each slice's rows with that slice's mean and variance
-    (shared scale and shift), whenever it sees all spots of ``ads`` stacked in order."""
-    codes = torch.from_numpy(np.concatenate([np.full(a.n_obs, i) for i, a in enumerate(ads)]))
-    cnt = torch.tensor([[a.n_obs] for a in ads], dtype=torch.float32)  # spots per slice, once
-
-    def norm_per_slice(h, norm):
-        mu = torch.zeros(len(ads), h.shape[1], dtype=h.dtype).index_add_(0, codes, h) / cnt
-        hc = h - mu[codes]
-        var = torch.zeros(len(ads), h.shape[1], dtype=h.dtype).index_add_(0, codes, hc * hc) / cnt
-        return hc / torch.sqrt(var[codes] + norm.eps) * norm.weight + norm.bias
-
-    def propagate(self, h, adj):
-        for layer, (b, norm) in enumerate(zip(self.biases, self.norms)):
-            if layer > 0:
-                h = h @ self.weights[layer]
-            pre = adj.mm(h) + b
-            h = torch.relu(norm_per_slice(pre, norm) if pre.shape[0] == len(codes) else norm(pre))
-        return h
-
-    spotscape.model.GCNEncoder.propagate = propagate
+         "cos": ("fit", "lr_schedule", lambda v: "cosine"),
+         "slicebn": ("init", "slice_norm", lambda v: True), "pubbn": ("init", "slice_norm", lambda v: False)}
 
 
 def patch_libshared(ads):
@@ -71,7 +50,7 @@ def patch_libshared(ads):
     spotscape.core.log_normalize = lambda a, genes, counts=True: pp.normalize(a[:, genes], genes, counts)
 
 
-PATCHES = {"slicebn": patch_slicebn, "libshared": patch_libshared}
+PATCHES = {"libshared": patch_libshared}
 
 
 def options(variant: str) -> tuple[dict, dict, list]:

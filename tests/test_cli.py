@@ -59,16 +59,35 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     b.write_h5ad(tmp_path / "b.h5ad")
     out = tmp_path / "o"
     assert main(["run", str(tmp_path / "a.h5ad"), str(tmp_path / "b.h5ad"), "--out", str(out), "--epochs", "10", "--quiet",
-                 "--save-model", "--raw-z", "--w-pcl", "0.02"]) == 0
+                 "--save-model", "--raw-z", "--w-pcl", "0.03", "--slice-norm", "off"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_domains_source"] == "estimated" and 3 <= m["n_domains"] <= 12
     assert m["embedding"] == "raw z"
-    assert m["w_pcl"] == 0.02
+    assert m["w_pcl"] == 0.03 and m["slice_norm"] is False
     assert "pooled" not in m
     r = ad.read_h5ad(out / "result.h5ad")
     assert list(r.obs["slice"].unique()) == ["a", "b"]
     assert np.linalg.norm(r.obsm["X_spotscape"], axis=1).std() > 1e-3  # raw z: lengths vary
     assert os.path.exists(out / "model.pt")
+
+
+def test_several_slices_defaults_and_published(tmp_path):
+    """Several slices: per-slice BatchNorm and w_pcl 0.02 by default; --published restores the
+    published BatchNorm and weight."""
+    from spotscape.datasets import simulate_tissue
+
+    files = []
+    for i in range(2):
+        a = simulate_tissue(n_spots=300, n_genes=150, n_domains=3, seed=i)
+        a.obs_names = [f"s{i}_{j}" for j in range(a.n_obs)]
+        a.write_h5ad(tmp_path / f"s{i}.h5ad")
+        files.append(str(tmp_path / f"s{i}.h5ad"))
+    for flags, want in [([], (0.02, True)), (["--published"], (0.01, False))]:
+        out = tmp_path / f"o{len(flags)}"
+        assert main(["run", *files, "--out", str(out), "--epochs", "2", "--n-domains", "3", "--quiet", *flags]) == 0
+        m = json.loads((out / "metrics.json").read_text())
+        assert (m["w_pcl"], m["slice_norm"]) == want, flags
+        assert bool(ad.read_h5ad(out / "result.h5ad").uns["spotscape"]["slice_norm"]) is want[1]
 
 
 def test_help():

@@ -6,6 +6,7 @@ import torch
 
 from spotscape import Spotscape, tl
 from spotscape._sparse import SparseMatrix
+from spotscape._validate import SpotscapeInputError
 from spotscape.datasets import simulate_tissue
 from spotscape.metrics import cluster_scores
 
@@ -95,6 +96,57 @@ def test_several_slices_and_slice_key(small_tissue):
         assert np.allclose(both.obsm["X_spotscape"][mask], alone, atol=1e-5)
     m2 = Spotscape([small_tissue.copy(), b], n_domains=4, seed=0, device="cpu").fit(epochs=6, progress=False)
     assert len(m2.slices) == 2
+
+
+def test_slice_batchnorm_by_hand():
+    """Each slice's rows standardised with that slice's own (biased) moments, then one shared scale
+    and shift; without codes it is BatchNorm over all rows; given stats replace the moments."""
+    from spotscape.model import SliceBatchNorm
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 3, generator=g) * torch.tensor([1.0, 5.0, 0.2]) + torch.tensor([0.0, 3.0, -2.0])
+    codes = torch.tensor([1, 0, 1, 1, 0, 0, 1])
+    norm = SliceBatchNorm(3)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        norm.bias.copy_(torch.tensor([0.0, -1.0, 1.0]))
+    out = norm(h, codes)
+    hn, on = h.numpy().astype(np.float64), out.detach().numpy()
+    for s in (0, 1):
+        rows = hn[codes.numpy() == s]
+        want = (rows - rows.mean(0)) / np.sqrt(rows.var(0) + 1e-5) * [1.0, 2.0, 0.5] + [0.0, -1.0, 1.0]
+        np.testing.assert_allclose(on[codes.numpy() == s], want, rtol=1e-5, atol=1e-5)
+    bn = torch.nn.BatchNorm1d(3).train()
+    bn.load_state_dict({**bn.state_dict(), "weight": norm.weight.data, "bias": norm.bias.data})
+    torch.testing.assert_close(norm(h), bn(h))
+    stats = (torch.tensor([[0.0, 3.0, -2.0], [1.0, 1.0, 1.0]]), torch.tensor([[1.0, 25.0, 0.04], [4.0, 4.0, 4.0]]))
+    want = (h - stats[0][codes]) / torch.sqrt(stats[1][codes] + 1e-5) * norm.weight + norm.bias
+    torch.testing.assert_close(norm(h, codes, stats), want)
+
+
+def test_slice_norm_several_slices(tmp_path, small_tissue):
+    """Per-slice BatchNorm: on by default for several slices only; deterministic; saved with the model;
+    a slice's z does not depend on the slices embedded beside it."""
+    b = _second_slice(small_tissue)
+    assert not Spotscape(small_tissue.copy(), device="cpu").params["slice_norm"]
+    assert not Spotscape([small_tissue.copy(), b], slice_norm=False, device="cpu").net.encoder.slice_norm
+    fit = lambda: Spotscape([small_tissue.copy(), b.copy()], n_domains=4, seed=0, device="cpu").fit(epochs=6, progress=False, warmup=0.5)  # noqa: E731
+    m = fit()
+    assert m.params["slice_norm"] and m.net.encoder.slice_norm
+    assert m.train_config.w_pcl == 0.02  # the fast schedule's weight for several slices
+    z = m.get_latent_representation()
+    assert np.array_equal(z, fit().get_latent_representation())
+    n = small_tissue.n_obs
+    # the second slice alone, and beside a different first slice, embeds to the same rows
+    np.testing.assert_allclose(m.get_latent_representation(b.copy()), z[n:], atol=1e-5)
+    other = small_tissue[::2].copy()
+    np.testing.assert_allclose(m.get_latent_representation([other, b.copy()])[other.n_obs:], z[n:], atol=1e-5)
+    m.save(str(tmp_path / "m.pt"))
+    m2 = Spotscape.load(str(tmp_path / "m.pt"), adata=[small_tissue.copy(), b.copy()])
+    assert m2.net.encoder.slice_norm
+    np.testing.assert_allclose(m2.get_latent_representation(), z, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SpotscapeInputError, match="slice_norm"):
+        Spotscape(small_tissue.copy(), slice_norm="yes")
 
 
 def test_losses_can_be_switched_off(small_tissue):

@@ -102,11 +102,14 @@ def test_default_minibatch_schedule(tissue):
     assert cluster_scores(b.obs["domain"], b.obs["spotscape_domain"])["ari"] > full - 0.05
 
 
-def test_tiled_embedding_equals_full_graph(tissue, monkeypatch):
-    """Above the mini-batch threshold the embedding is computed tile by tile; it must equal the full-graph one."""
+@pytest.mark.parametrize("slices", ["one", "two"])
+def test_tiled_embedding_equals_full_graph(tissue, monkeypatch, slices):
+    """Above the mini-batch threshold the embedding is computed tile by tile; it must equal the full-graph
+    one. Two slices: per-slice BatchNorm, whose per-slice moments are first gathered over the tiles."""
     import spotscape.core as core
 
-    m = ss.Spotscape(tissue.copy(), seed=0)
+    m = ss.Spotscape(tissue.copy() if slices == "one" else _two_slices(tissue), seed=0)
+    assert m.net.encoder.slice_norm == (slices == "two")
     m.fit(epochs=5, progress=False, batch_size=None)
     full = m.get_latent_representation()
     monkeypatch.setattr(core, "MINIBATCH_ABOVE", 100)

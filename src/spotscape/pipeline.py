@@ -74,16 +74,20 @@ def run(
     batch_size="auto",
     raw_z: bool = False,
     w_pcl: float | None = None,
+    slice_norm: bool | None = None,
 ) -> dict:
     """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
 
     ``n_domains``: given, else the number of distinct labels in ``label_key``, else estimated.
-    ``published``: the published schedule (1,000 epochs) instead of the fast default, and
+    ``published``: the published schedule (1,000 epochs), loss weights and BatchNorm instead of the fast default, and
     similarity scaling kept in mini-batches of several slices.
     ``batch_size``: "auto", None (full batch) or spots per mini-batch (``Spotscape.fit``).
     ``raw_z``: embed and cluster the encoder's raw z, as the published code does, instead of
     unit-length z (``Spotscape.get_latent_representation``).
-    ``w_pcl``: weight of the prototype loss (several slices; default the published 0.01).
+    ``w_pcl``: weight of the prototype loss (several slices; default 0.02 in the fast schedule,
+    the published 0.01 with ``published``).
+    ``slice_norm``: per-slice BatchNorm statistics in the encoder (``Spotscape``; None: on for
+    several slices, off with ``published``).
     Returns the metrics dictionary written to metrics.json. Under torch.distributed every process
     trains; only rank 0 embeds, clusters and writes (the others return ``{}``).
     """
@@ -105,13 +109,16 @@ def run(
     if len(set(names)) != len(names):
         names = [f"{n}_{i}" for i, n in enumerate(names)]
 
-    model = Spotscape(slices, n_domains=n_domains, seed=seed, device=device, counts=counts, n_top_genes=n_top_genes)
+    if published and slice_norm is None:
+        slice_norm = False  # the published BatchNorm
+    model = Spotscape(slices, n_domains=n_domains, seed=seed, device=device, counts=counts, n_top_genes=n_top_genes,
+                      slice_norm=slice_norm)
     if published:
         sched = PUBLISHED_MULTI if len(slices) > 1 else PUBLISHED_SINGLE
         epochs = epochs or sched["epochs"]
         lr = lr or sched["lr"]
     # published: every loss at its published weight, similarity scaling in mini-batches included
-    weights = dict(w_ss=TrainConfig.w_ss) if published else {}
+    weights = dict(w_ss=TrainConfig.w_ss, w_pcl=TrainConfig.w_pcl) if published else {}
     if w_pcl is not None:
         weights["w_pcl"] = w_pcl
     model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **weights)
@@ -147,6 +154,7 @@ def run(
         "processes": torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1,
         "lr": model.train_config.lr,
         "w_pcl": model.train_config.w_pcl,
+        "slice_norm": model.params["slice_norm"],
         "embedding": "raw z" if raw_z else "unit-length z",
         "final_loss": model.history[-1]["loss"] if model.history else None,
         "versions": {

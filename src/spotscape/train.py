@@ -59,12 +59,14 @@ class TrainingData:
     slices: list[torch.Tensor] = field(default_factory=list)
     n_seeds: int | None = None  # losses on rows [0, n_seeds) only (mini-batch); None: every row
     target: SparseMatrix | None = None  # reconstruction target of those rows (default: x)
+    codes: torch.Tensor | None = None  # slice of every row, for per-slice BatchNorm (several slices only)
 
 
 def full_batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, rows: list[np.ndarray], device="cpu") -> TrainingData:
     """The ``TrainingData`` of the whole input: every spot, the block graph, each slice's rows (several slices only)."""
     slices = [torch.from_numpy(r).to(device) for r in rows] if len(rows) > 1 else []
-    return TrainingData(x=SparseMatrix(x, device), edges=edge_list(adj), n=x.shape[0], slices=slices)
+    codes = torch.from_numpy(np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])).to(device) if slices else None
+    return TrainingData(x=SparseMatrix(x, device), edges=edge_list(adj), n=x.shape[0], slices=slices, codes=codes)
 
 
 def batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, slice_codes: np.ndarray, nodes: np.ndarray, n_seeds: int,
@@ -74,8 +76,10 @@ def batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, slice_codes: np.ndarray, no
     seeds = slice_codes[nodes[:n_seeds]]
     present = np.unique(seeds)
     slices = [torch.from_numpy(np.flatnonzero(seeds == s)).to(device) for s in present] if len(present) > 1 else []
+    codes = slice_codes[nodes]
+    codes = torch.from_numpy(codes.astype(np.int64)).to(device) if len(np.unique(codes)) > 1 else None
     return TrainingData(x=SparseMatrix(sub, device), edges=edge_list(adj[nodes][:, nodes]), n=len(nodes), slices=slices,
-                        n_seeds=n_seeds, target=SparseMatrix(sub[:n_seeds], device))
+                        n_seeds=n_seeds, target=SparseMatrix(sub[:n_seeds], device), codes=codes)
 
 
 def pcl_granularities(k: int) -> list[int]:
@@ -136,7 +140,7 @@ class Trainer:
         d = data if data is not None else self.data
         net.train()
         (a1, m1), (a2, m2) = self._view(d), self._view(d)
-        z1, z2, h1, h2 = self.model(d.x, a1, m1, a2, m2)
+        z1, z2, h1, h2 = self.model(d.x, a1, m1, a2, m2, d.codes)
         ns = d.n_seeds or d.n
         z1, z2, h1, h2 = z1[:ns], z2[:ns], h1[:ns], h2[:ns]
         dec = net.decoder

@@ -6,7 +6,7 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
     python benchmarks/integration_variants.py wss0.5 0,1,2,3,4      # similarity scaling weight 0.5
     python benchmarks/integration_variants.py base 0,1,2,3,4        # the defaults
     python benchmarks/integration_variants.py wss3 0 mixing         # also scIB batch mixing (peers runner's scores)
-    python benchmarks/integration_variants.py slicebn 0,1,2,3,4 mixing  # per-slice BatchNorm statistics (a patch, below)
+    python benchmarks/integration_variants.py pubbn+wpcl0.01 0,1,2,3,4 mixing  # the published BatchNorm and w_pcl
 
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
 fraction of the epochs), epN (epochs), lrL (learning rate), tauT (PCL temperature), cos (cosine
@@ -17,6 +17,11 @@ One part patches the package for this process only, to test an idea before it ea
 libshared (library size over the genes measured in every slice instead of all genes of each file;
 151674's file holds 5,000 genes, the others about 8,600, so the shared genes carry 88 % of its
 counts against 69-70 % in the others).
+
+Since commit 96ca51d the package's defaults for several slices are slicebn+wpcl0.02: the log's
+lines before it ran with the published BatchNorm and w_pcl 0.01, so to rerun one of them put
+"pubbn+wpcl0.01+" before its variant (its "slicebn" is now "slicebn+wpcl0.01", its "base"
+"pubbn+wpcl0.01").
 
 slicebn began as a patch of GCNEncoder.propagate here (log lines before the commit that made it
 the ``slice_norm`` option); the option computes the same normalisation.

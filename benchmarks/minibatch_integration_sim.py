@@ -2,7 +2,9 @@
 with a known batch effect (issue #5): the simulated tissue of the demo cut into left and right
 halves (both hold every layer), the right half with 1.5x the library size and a third of the genes
 scaled by 0.5-2x (`--no-batch-effect`: the halves as they are). Full batch vs mini-batches, L_SS
-on vs off, pooled ARI of k-means (true k) over both halves.
+on vs off, each with the defaults for several slices (per-slice BatchNorm, w_pcl 0.02) and with the
+published BatchNorm and w_pcl 0.01 (the defaults before 2026-12-01); pooled ARI of k-means (true k)
+over both halves.
 
     python benchmarks/minibatch_integration_sim.py --seeds 2
 
@@ -45,15 +47,20 @@ def main():
     ap.add_argument("--out", default=str(HERE / "results" / "minibatch_integration_sim"))
     args = ap.parse_args()
     tissue = ss.datasets.simulate_tissue(n_spots=args.spots, n_genes=500, n_domains=5, seed=1)
-    configs = {"full batch, L_SS on": (None, 1.0), "full batch, L_SS off": (None, 0.0),
-               f"mini-batch {args.batch_size}, L_SS on": (args.batch_size, 1.0),
-               f"mini-batch {args.batch_size}, L_SS off (default)": (args.batch_size, 0.0)}
+    configs = {}
+    for norm, (slice_norm, w_pcl) in {"": (None, None), ", published BN, w_pcl 0.01": (False, 0.01)}.items():
+        configs.update({f"full batch, L_SS on{norm}": (None, 1.0, slice_norm, w_pcl),
+                        f"full batch, L_SS off{norm}": (None, 0.0, slice_norm, w_pcl),
+                        f"mini-batch {args.batch_size}, L_SS on{norm}": (args.batch_size, 1.0, slice_norm, w_pcl),
+                        f"mini-batch {args.batch_size}, L_SS off{' (default)' if not norm else norm}": (args.batch_size, 0.0, slice_norm, w_pcl)})
     runs = []
-    for name, (batch, w_ss) in configs.items():
+    for name, (batch, w_ss, slice_norm, w_pcl) in configs.items():
         for seed in range(args.seeds):
             slices = two_slices(tissue, not args.no_batch_effect)
             t = time.perf_counter()
-            m = ss.Spotscape(slices, n_domains=5, seed=seed).fit(progress=False, batch_size=batch, epochs=args.epochs, w_ss=w_ss)
+            weights = {} if w_pcl is None else {"w_pcl": w_pcl}
+            m = ss.Spotscape(slices, n_domains=5, seed=seed, slice_norm=slice_norm).fit(
+                progress=False, batch_size=batch, epochs=args.epochs, w_ss=w_ss, **weights)
             z = m.get_latent_representation()
             pred = ss.tl.domains(ad.AnnData(obsm={"z": z}), n_domains=5, seed=seed, use_rep="z")
             truth = np.concatenate([a.obs["domain"].astype(str) for a in slices])

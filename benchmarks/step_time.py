@@ -29,19 +29,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--slices", nargs="+", default=SLICES)
+    ap.add_argument("--slice-norm", choices=["on", "off"], help="Spotscape(slice_norm=...) (versions that have it)")
     args = ap.parse_args()
     ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in args.slices]
-    model = spotscape.Spotscape(ads if len(ads) > 1 else ads[0], n_domains=7, seed=0, device="cpu")
+    opt = {} if args.slice_norm is None else {"slice_norm": args.slice_norm == "on"}
+    model = spotscape.Spotscape(ads if len(ads) > 1 else ads[0], n_domains=7, seed=0, device="cpu", **opt)
     x, adj, rows = model._prepare(model.slices)
     # built here, not with train.full_batch_data: the script must also run against earlier versions
     data = TrainingData(SparseMatrix(x), edge_list(adj), x.shape[0], [torch.from_numpy(r) for r in rows])
+    if "codes" in TrainingData.__dataclass_fields__ and len(rows) > 1:  # slice of every row (per-slice BatchNorm)
+        data.codes = torch.from_numpy(np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)]))
     trainer = Trainer(model.net, data, TrainConfig(epochs=100, lr=2e-3 if len(ads) > 1 else 1e-3, n_domains=7), seed=0)
     times = []
     for epoch in range(args.steps + 1):
         t = time.perf_counter()
         trainer.step(epoch)
         times.append(time.perf_counter() - t)
-    print(f"{spotscape.__file__} {' '.join(args.slices)}: median {np.median(times[1:]):.2f} s per step over {args.steps} steps "
+    norm = f" slice_norm {model.params['slice_norm']}" if "slice_norm" in model.params else ""
+    print(f"{spotscape.__file__} {' '.join(args.slices)}{norm}: median {np.median(times[1:]):.2f} s per step over {args.steps} steps "
           f"({' '.join(f'{v:.2f}' for v in times[1:])})", flush=True)
 
 

@@ -29,7 +29,9 @@ def curve(slices, lr, epochs, every, seed, options):
     model = Spotscape(ads if len(ads) > 1 else ads[0], seed=seed, device="cpu", n_domains=7)
     x, adj, rows = model._prepare(model.slices)
     data = full_batch_data(x, adj, rows)
-    trainer = Trainer(model.net, data, TrainConfig(epochs=epochs, lr=lr, n_domains=7, **options), seed=seed)
+    # the package's loss weights for this many slices (w_pcl 0.02 for several) unless options say otherwise
+    weights = {k: v for k, v in model.default_schedule().items() if k not in ("epochs", "lr")}
+    trainer = Trainer(model.net, data, TrainConfig(epochs=epochs, lr=lr, n_domains=7, **{**weights, **options}), seed=seed)
     labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
     ok = labels != "nan"
     sid = np.concatenate([[i] * a.n_obs for i, a in enumerate(ads)])[ok]

@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 import spotscape as ss
+from spotscape import train
 from spotscape.batching import TileBatches, k_hop, spatial_tiles
 from spotscape.graph import spatial_graph
 from spotscape.metrics import cluster_scores
@@ -142,6 +143,44 @@ def test_minibatch_integration_of_two_slices(tissue):
     assert full > 0.8 and mini > full - 0.05, (mini, full)
     slices = _two_slices(tissue)
     assert ss.Spotscape(slices, seed=0).fit(progress=False, batch_size=512, epochs=1, w_ss=1.0).train_config.w_ss == 1.0
+
+
+@pytest.mark.parametrize("batch_size", [None, 256])
+def test_training_normalises_each_slice_by_its_own_rows(tissue, monkeypatch, batch_size):
+    """In training every per-slice BatchNorm call gets the slice of each of its rows: full batch, all
+    spots in slice order; mini-batches, the batch's spots (tile spots and halo) by their own slice."""
+    from spotscape.model import SliceBatchNorm
+
+    slices = _two_slices(tissue)
+    m = ss.Spotscape(slices, n_domains=5, seed=0)
+    seen = []
+    forward = SliceBatchNorm.forward
+
+    def record(self, h, codes=None, stats=None):
+        if self.training:
+            seen.append((h.shape[0], None if codes is None else codes.clone()))
+        return forward(self, h, codes, stats)
+
+    monkeypatch.setattr(SliceBatchNorm, "forward", record)
+    batches = []
+    make_batch = train.batch_data
+
+    def record_batch(x, adj, codes, nodes, n_seeds, device):
+        batches.append(nodes.copy())
+        return make_batch(x, adj, codes, nodes, n_seeds, device)
+
+    monkeypatch.setattr(train, "batch_data", record_batch)
+    m.fit(epochs=2, progress=False, batch_size=batch_size)
+    truth = np.concatenate([np.full(a.n_obs, i) for i, a in enumerate(slices)])
+    # one step = 2 views x 2 encoder layers; full batch: every step sees all spots in slice order
+    expected = [truth] * len(seen) if batch_size is None else [truth[nodes] for nodes in batches for _ in range(4)]
+    assert len(seen) == len(expected) > 0
+    for (n, codes), want in zip(seen, expected):
+        assert n == len(want)
+        got = np.zeros(n, dtype=int) + want[0] if codes is None else codes.numpy()  # None: one slice only
+        assert np.array_equal(got, want)
+    if batch_size is not None:
+        assert any(len(set(w.tolist())) == 2 and len(w) < len(truth) for w in expected)
 
 
 def test_auto_batch_size_rule(tissue, monkeypatch):

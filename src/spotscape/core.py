@@ -125,6 +125,8 @@ class Spotscape:
         The encoder's batch normalisation with each slice's own statistics (``SliceBatchNorm``)
         instead of statistics pooled over all spots, as published. ``None`` (default): on when
         several slices are trained together, where it measured higher (README, "Where we differ").
+        Every slice embedded is normalised by its own statistics, so embed whole slices (a crop
+        is normalised by the crop's).
     seed, device
         Random seed (same seed, same machine: same result) and ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """

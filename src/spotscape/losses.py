@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._gather import gather_rows
 from ._sparse import SparseMatrix
 
 
@@ -79,9 +80,7 @@ def _topk_means(query: torch.Tensor, key_sets: list[torch.Tensor], k: int, block
         chunk = max(64, block // max(keys.shape[0], 1))  # 64 rows at least: few calls on large slices
         with torch.no_grad():
             idx = torch.cat([(query[i : i + chunk] @ keys.T).topk(kk, dim=1).indices for i in range(0, query.shape[0], chunk)])
-        # index_select, not keys[idx]: its backward adds the repeated keys' gradients in a fixed order
-        # (advanced indexing's backward adds them in parallel on a CPU, in a varying order)
-        out.append((query.unsqueeze(1) * keys.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)).sum(-1).mean(1))
+        out.append((query.unsqueeze(1) * gather_rows(keys, idx)).sum(-1).mean(1))  # keys[idx], deterministic
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._gather import gather_rows
 from ._sparse import SparseMatrix
 
 BN_MOMENTUM = 0.99  # as published (PyG BatchNorm(momentum=0.99)): running stats follow the last batches
@@ -42,7 +43,7 @@ class SliceBatchNorm(nn.Module):
             var = torch.stack([r.var(0, unbiased=False) for r in rows])
         else:
             (mu, var), pos = stats, codes
-        mu, var = mu.index_select(0, pos), var.index_select(0, pos)  # a fixed-order backward (losses._topk_means)
+        mu, var = gather_rows(mu, pos), gather_rows(var, pos)  # mu[pos], var[pos] with a deterministic gradient
         return (h - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 

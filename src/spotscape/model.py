@@ -6,7 +6,7 @@ The input X is a fixed sparse matrix; a view's gene mask m (1 = kept) enters as 
 
 With ``slice_norm`` the encoder's BN normalises each slice by that slice's own mean and variance
 (one shared scale and shift; domain-specific batch normalisation), in training and at inference:
-a slice's offset in expression never reaches z (README, "Where we differ").
+a shift or scale of a whole slice's features in those layers does not reach z (README, "Where we differ").
 """
 from __future__ import annotations
 

@@ -100,9 +100,9 @@ def main():
     runs = []
     if args.only and Path(args.out + ".json").exists():  # rerunning some datasets: keep the others' runs
         runs = [r for r in json.loads(Path(args.out + ".json").read_text())["runs"] if r["dataset"] not in args.only]
-        jobs = [j for j in [(s, None) for s in SLICES] + [("integrated", None)] if j[0] not in args.only and any(r["dataset"] == j[0] for r in runs)] + jobs
+    kept = [name for name in SLICES + ["integrated"] if any(r["dataset"] == name for r in runs)]
     for name, files in jobs:
-        for seed in range(args.seeds if files is not None else 0):
+        for seed in range(args.seeds):
             m = run_spotscape(files, seed, extra, args.device)
             runs.append({"dataset": name, "seed": seed, "metrics": m})
             if "error" in m:
@@ -118,7 +118,7 @@ def main():
 
     lines = ["| data | ARI | NMI | CA | per-slice ARI (integrated) | wall s (median) | peak MB (median) | peak GPU MB (median) | speed-up vs published code | PCA+k-means ARI | smoothed-PCA floor ARI |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, _ in jobs:
+    for name in [n for n in SLICES + ["integrated"] if n in kept or n in dict(jobs)]:
         ok = [r["metrics"] for r in runs if r["dataset"] == name and "error" not in r["metrics"]]
         if not ok:
             lines.append(f"| {name} | failed | | | | | | | | | |")
@@ -135,7 +135,6 @@ def main():
             f"| {name} | {ms([p['ari'] for p in pooled])} | {ms([p['nmi'] for p in pooled])} | {ms([p['ca'] for p in pooled])} | {per} | "
             f"{wall:.1f} | {np.median([m['peak_memory_mb'] for m in ok]):.0f} | {gpu_mb} | {speedup} | {f.get('pca', float('nan')):.3f} | {f.get('pca_smoothed', float('nan')):.3f} |")
     n_ok = len([r for r in runs if "error" not in r["metrics"]])
-    kept = [name for name, files in jobs if files is None]
     if kept:
         lines.append("")
         lines.append(f"Kept from an earlier run of this script (not rerun now): {', '.join(kept)}.")

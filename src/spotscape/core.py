@@ -19,7 +19,7 @@ from .graph import block_graph, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
 from .pp import highly_variable_genes, normalize as log_normalize
 from .batching import TileBatches
-from .train import LR_SCHEDULES, TrainConfig, Trainer, full_batch_data
+from .train import LR_SCHEDULES, TrainConfig, Trainer, full_batch_data, slice_of_rows
 
 # Defaults chosen by measurement (README, "Training schedule"); the published schedule is
 # TrainConfig() itself: 1,000 epochs at 1e-4 (one slice) or 5e-4 (several).
@@ -27,7 +27,7 @@ FAST_SINGLE = dict(epochs=100, lr=1e-3)
 FAST_MULTI = dict(epochs=100, lr=2e-3, w_pcl=0.02)  # with per-slice BatchNorm (slice_norm), 10 seeds on
 # four DLPFC slices: pooled ARI 0.59 against 0.54 for the published BatchNorm and w_pcl 0.01 (README)
 PUBLISHED_SINGLE = dict(epochs=1000, lr=1e-4)
-PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4, w_pcl=0.01)
+PUBLISHED_MULTI = dict(epochs=1000, lr=5e-4)  # loss weights: TrainConfig's (w_pcl 0.01)
 # Mini-batch mode (issue #5): above this many spots "auto" trains on batches of MINIBATCH_SIZE spots
 # on a CPU; on a GPU "auto" stays full batch while the data fit (GPU_BYTES_*, full_batch_fits).
 MINIBATCH_ABOVE = 50_000
@@ -203,10 +203,9 @@ class Spotscape:
             self._prepared = out
         return out
 
-    def _tiles(self, slices, rows, adj, batch_size: int, tile_size: int | None) -> TileBatches:
-        """Spatial tiles of the stacked slices (never across slices), for mini-batches."""
+    def _tiles(self, slices, codes, adj, batch_size: int, tile_size: int | None) -> TileBatches:
+        """Spatial tiles of the stacked slices (never across slices; ``codes``: slice of each row), for mini-batches."""
         coords = np.vstack([np.asarray(a.obsm[self.params["spatial_key"]], dtype=np.float64) for a in slices])
-        codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
         return TileBatches(coords, codes, adj, batch_size=batch_size, tile_size=tile_size)
 
     # ------------------------------------------------------------------ training
@@ -264,8 +263,8 @@ class Spotscape:
         if batch_size is None:
             trainer_args = dict(data=full_batch_data(x, adj, rows, self.device))
         else:
-            batches = self._tiles(self.slices, rows, adj, int(batch_size), cfg.tile_size)
-            codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+            codes = slice_of_rows(rows)
+            batches = self._tiles(self.slices, codes, adj, int(batch_size), cfg.tile_size)
             trainer_args = dict(data=None, batches=batches, full=(x, sp.csr_matrix(adj), codes), rank=rank, world=world)
         self.timings["graph_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -286,24 +285,25 @@ class Spotscape:
         enc = self.net.encoder
         self.net.eval()
         a_norm = normalized_adjacency(adj)
-        codes = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+        codes = slice_of_rows(rows)
         on_device = lambda c: torch.from_numpy(c).to(self.device) if enc.slice_norm else None  # noqa: E731
         if x.shape[0] <= MINIBATCH_ABOVE:
             z = enc(SparseMatrix(x, self.device), SparseMatrix(a_norm, self.device, symmetric=True), on_device(codes))
             return z.cpu().numpy()
-        tiles = list(self._tiles(slices, rows, adj, EMBED_BATCH, EMBED_BATCH // 8).epoch(np.random.default_rng(0)))
+        tiles = list(self._tiles(slices, codes, adj, EMBED_BATCH, EMBED_BATCH // 8).epoch(np.random.default_rng(0)))
         inputs = lambda nodes: (SparseMatrix(x[nodes], self.device), SparseMatrix(a_norm[nodes][:, nodes], self.device, symmetric=True))  # noqa: E731
         stats = None
         if enc.slice_norm:  # layer by layer: sum and sum of squares of BN's input over every slice's spots
             stats = []
+            count = np.maximum(np.bincount(codes, minlength=len(rows)), 1)[:, None]  # the tiles hold every spot once
             for layer in range(len(enc.norms)):
-                acc = np.zeros((3, len(rows), enc.biases[layer].shape[0]))  # count, sum, sum of squares
+                acc = np.zeros((2, len(rows), enc.biases[layer].shape[0]))  # sum, sum of squares
                 for nodes, ns in tiles:
                     h = enc(*inputs(nodes), on_device(codes[nodes]), stats, upto=layer)[:ns].double().cpu().numpy()
-                    for part, v in zip(acc, (np.ones_like(h), h, h * h)):
-                        np.add.at(part, codes[nodes[:ns]], v)
-                mu = acc[1] / np.maximum(acc[0], 1)
-                var = np.maximum(acc[2] / np.maximum(acc[0], 1) - mu * mu, 0)
+                    np.add.at(acc[0], codes[nodes[:ns]], h)
+                    np.add.at(acc[1], codes[nodes[:ns]], h * h)
+                mu = acc[0] / count
+                var = np.maximum(acc[1] / count - mu * mu, 0)
                 stats.append(tuple(torch.from_numpy(m.astype(np.float32)).to(self.device) for m in (mu, var)))
         out = np.empty((x.shape[0], enc.weights[-1].shape[1]), dtype=np.float32)
         for nodes, ns in tiles:  # every tile once; the order does not matter

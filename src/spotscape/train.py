@@ -62,10 +62,15 @@ class TrainingData:
     codes: torch.Tensor | None = None  # slice of every row, for per-slice BatchNorm (several slices only)
 
 
+def slice_of_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """The slice index of every stacked row, from each slice's (contiguous) row indices."""
+    return np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+
+
 def full_batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, rows: list[np.ndarray], device="cpu") -> TrainingData:
     """The ``TrainingData`` of the whole input: every spot, the block graph, each slice's rows (several slices only)."""
     slices = [torch.from_numpy(r).to(device) for r in rows] if len(rows) > 1 else []
-    codes = torch.from_numpy(np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])).to(device) if slices else None
+    codes = torch.from_numpy(slice_of_rows(rows)).to(device) if slices else None
     return TrainingData(x=SparseMatrix(x, device), edges=edge_list(adj), n=x.shape[0], slices=slices, codes=codes)
 
 
@@ -76,8 +81,8 @@ def batch_data(x: sp.csr_matrix, adj: sp.csr_matrix, slice_codes: np.ndarray, no
     seeds = slice_codes[nodes[:n_seeds]]
     present = np.unique(seeds)
     slices = [torch.from_numpy(np.flatnonzero(seeds == s)).to(device) for s in present] if len(present) > 1 else []
-    codes = slice_codes[nodes]
-    codes = torch.from_numpy(codes.astype(np.int64)).to(device) if len(np.unique(codes)) > 1 else None
+    # the halo lies in its seeds' slices (no edges between slices): several slices present = several in the batch
+    codes = torch.from_numpy(slice_codes[nodes].astype(np.int64)).to(device) if slices else None
     return TrainingData(x=SparseMatrix(sub, device), edges=edge_list(adj[nodes][:, nodes]), n=len(nodes), slices=slices,
                         n_seeds=n_seeds, target=SparseMatrix(sub[:n_seeds], device), codes=codes)
 

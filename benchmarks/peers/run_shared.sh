@@ -56,3 +56,6 @@ run --seeds 2 --tools graphst stagate --datasets 151676
 # ... and on 151674 and 151675, so that both have two seeds on every DLPFC slice (2026-12-01, fifth
 # session; 13-18 minutes per run)
 run --seeds 2 --tools graphst stagate --datasets 151674 151675
+# Harmony on the four slices' representations (2026-12-01, seventh session): BANKSY's own recipe for
+# several samples, and the usual post-hoc correction applied to spotscape's embedding
+run --seeds 2 --tools banksy_harmony spotscape_harmony --datasets dlpfc_4_integrated

@@ -16,7 +16,8 @@ pip="$venv/bin/pip"
 "$pip" install -q torch==2.13.0
 "$pip" install -q -e "$repo"
 # Each peer on its own line: one that fails to install is reported and the rest go on.
-for pkg in graphst-modern stagate-modern spagcn-modern pybanksy paste-modern; do
+# harmonypy: BANKSY's recipe for several samples, and the "+ Harmony" rows (a prebuilt wheel).
+for pkg in graphst-modern stagate-modern spagcn-modern pybanksy paste-modern harmonypy; do
   if "$pip" install -q "$pkg" "torch==2.13.0" >"$venv/install-$pkg.log" 2>&1; then
     echo "installed $pkg"
   else
@@ -37,4 +38,4 @@ if [ "${WITH_R:-0}" = "1" ]; then
     && "$pip" install -q "rpy2==3.5.17" >>"$venv/install-r.log" 2>&1 \
     && echo "installed R + mclust + rpy2" || echo "FAILED R/mclust (see $venv/install-r.log)"
 fi
-"$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(torch|graphst|stagate|spagcn|pybanksy|banksy|paste|spaceflow|rpy2|numpy|scipy|anndata|scanpy) " || true
+"$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(torch|graphst|stagate|spagcn|pybanksy|banksy|paste|spaceflow|harmonypy|rpy2|numpy|scipy|anndata|scanpy) " || true

@@ -240,8 +240,36 @@ def t_spaceflow(slices, k, seed):
     return res
 
 
+def harmony(emb, slices, seed):
+    """Harmony (harmonypy's defaults: theta 2, sigma 0.1) on a representation, one batch per slice:
+    BANKSY's recipe for several samples, and the usual post-hoc correction for any embedding.
+    harmonypy 2.x returns Z_corr as spots x dims, 0.x as dims x spots (scanpy's wrapper assumes the
+    latter and fails on 2.x), so the orientation is read from the shape."""
+    import harmonypy
+    import pandas as pd
+
+    batch = np.repeat([str(i) for i in range(len(slices))], [a.n_obs for a in slices])
+    out = harmonypy.run_harmony(np.asarray(emb, dtype=np.float64), pd.DataFrame({"slice": batch}), ["slice"],
+                                random_state=seed, verbose=False)
+    z = np.asarray(out.Z_corr)
+    return z if z.shape[0] == len(batch) else z.T
+
+
+def t_spotscape_harmony(slices, k, seed):
+    return {"emb": harmony(t_spotscape(slices, k, seed)["emb"], slices, seed)}
+
+
+def t_banksy_harmony(slices, k, seed):
+    """BANKSY's multi-sample recipe: its matrix and PCs as for one sample, then Harmony on the PCs."""
+    res = t_banksy(slices, k, seed)
+    emb = harmony(res["emb"], slices, seed)
+    own = mclust(emb, k, seed)
+    return {"emb": emb, **({"own": own, "own_method": "mclust EEE"} if own is not None else {})}
+
+
 TOOLS = {"pca": t_pca, "pca_spatial": t_pca_spatial, "spotscape": t_spotscape, "banksy": t_banksy,
-         "spagcn": t_spagcn, "graphst": t_graphst, "stagate": t_stagate, "spaceflow": t_spaceflow}
+         "spagcn": t_spagcn, "graphst": t_graphst, "stagate": t_stagate, "spaceflow": t_spaceflow,
+         "banksy_harmony": t_banksy_harmony, "spotscape_harmony": t_spotscape_harmony}
 
 
 def main():

@@ -6,6 +6,7 @@ trained alone with one setting of the integration changed, to see which (if any)
     python benchmarks/single_ablation.py 151674 0 lr2e-3 lr=2e-3     # the integration's learning rate
     python benchmarks/single_ablation.py 151674 0 common common=1    # only the genes shared by all 4 slices
     python benchmarks/single_ablation.py 151676 0 knn12 knn=12       # 12 nearest spots instead of the 6-spot radius graph
+    python benchmarks/single_ablation.py 151676 0 hvg3000 hvg=3000   # 3,000 highly variable genes instead of 5,000
 
 Prints one JSON line: mean ARI of 3 k-means runs (10 starts, true k = 7) on the labelled spots.
 Lines from the session that added it: benchmarks/results/single_ablation.log.
@@ -28,7 +29,9 @@ opts = dict(a.split("=") for a in sys.argv[4:])
 pcl = opts.pop("pcl", "0") == "1"
 common = opts.pop("common", "0") == "1"
 graph = dict(graph="knn", k=int(opts["knn"])) if "knn" in opts else {}
-kw = {k: (int(v) if k == "epochs" else float(v)) for k, v in opts.items() if k != "knn"}
+if "hvg" in opts:
+    graph["n_top_genes"] = int(opts["hvg"])
+kw = {k: (int(v) if k == "epochs" else float(v)) for k, v in opts.items() if k not in ("knn", "hvg")}
 if pcl:  # PCL runs only with several slices; switch it on for one
     orig = T.Trainer.__init__
 

@@ -28,9 +28,9 @@ s, seed, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 opts = dict(a.split("=") for a in sys.argv[4:])
 pcl = opts.pop("pcl", "0") == "1"
 common = opts.pop("common", "0") == "1"
-graph = dict(graph="knn", k=int(opts["knn"])) if "knn" in opts else {}
+model_opts = dict(graph="knn", k=int(opts["knn"])) if "knn" in opts else {}  # Spotscape() options
 if "hvg" in opts:
-    graph["n_top_genes"] = int(opts["hvg"])
+    model_opts["n_top_genes"] = int(opts["hvg"])
 kw = {k: (int(v) if k == "epochs" else float(v)) for k, v in opts.items() if k not in ("knn", "hvg")}
 if pcl:  # PCL runs only with several slices; switch it on for one
     orig = T.Trainer.__init__
@@ -47,7 +47,7 @@ if common:
         g = g[g.isin(ad.read_h5ad(DATA / f"{o}.h5ad", backed="r").var_names)]
     a = a[:, g].copy()
 t = time.time()
-m = ss.Spotscape(a, seed=seed, device="cpu", n_domains=7, **graph)
+m = ss.Spotscape(a, seed=seed, device="cpu", n_domains=7, **model_opts)
 m.fit(progress=False, **kw)
 z = m.get_latent_representation()
 dt = time.time() - t

@@ -59,3 +59,6 @@ run --seeds 2 --tools graphst stagate --datasets 151674 151675
 # Harmony on the four slices' representations (2026-12-01, seventh session): BANKSY's own recipe for
 # several samples, and the usual post-hoc correction applied to spotscape's embedding
 run --seeds 2 --tools banksy_harmony spotscape_harmony --datasets dlpfc_4_integrated
+# GraphST on the four slices integrated, one seed, with a 45-minute limit (2026-12-01, seventh
+# session): it builds dense spots x spots matrices, 16x larger here than on one slice
+run --seeds 1 --tools graphst --datasets dlpfc_4_integrated --timeout 2700

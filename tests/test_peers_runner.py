@@ -35,12 +35,21 @@ def test_runner_on_an_unseen_folder(tmp_path):
         {"name": "two", "files": ["tissue/s0.h5ad", "tissue/s1.h5ad"], "label": "region"}]}))
     out = tmp_path / "res"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "peers" / "run.py"), "--data", str(data), "--manifest", str(manifest),
-           "--out", str(out), "--seeds", "1", "--tools", "pca", "pca_spatial", "spotscape", "stagate", "--timeout", "300"]
+           "--out", str(out), "--seeds", "1", "--tools", "pca", "pca_spatial", "spotscape", "stagate", "spotscape_harmony",
+           "--timeout", "300"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = json.loads(out.with_suffix(".json").read_text())
     by = {(r["dataset"], r["tool"]): r for r in rows}
-    assert len(rows) == 8
+    assert len(rows) == 9  # spotscape_harmony, a batch correction, runs on the two slices only
+    assert ("one", "spotscape_harmony") not in by
+    h = by[("two", "spotscape_harmony")]
+    try:
+        import harmonypy  # noqa: F401  (not a dependency of the package)
+    except ImportError:
+        assert h["status"] == "crash" and "harmonypy" in h["error"]
+    else:
+        assert h["status"] == "ok" and "integration" in h
     try:
         import STAGATE_pyG  # noqa: F401  (not a dependency of the package)
     except ImportError:
@@ -57,7 +66,12 @@ def test_runner_on_an_unseen_folder(tmp_path):
     assert "integration" not in by[("one", "spotscape")]
     md = out.with_suffix(".md").read_text()
     assert "| spotscape |" in md and "crash" in md and out.with_suffix(".png").stat().st_size > 5000
+    assert "| biology | batch | overall |" in md and "| spotscape_harmony | – (one slice) |" in md
+    agg = next(line for line in md.splitlines() if line.startswith("| spotscape | ") and line.count("|") == 10)
+    two = by[("two", "spotscape")]
+    bio = np.mean([two["kmeans"]["ari"], two["kmeans"]["nmi"], two["integration"]["label_asw"]])
+    assert agg.split("|")[7].strip() == f"{bio:.3f}"  # biology = mean of ARI, NMI and domain ASW
     # rerunning skips finished runs (and retries only the crashed one)
     again = cmd[:cmd.index("--tools")] + ["--tools", "pca", "pca_spatial", "spotscape"]
     res = subprocess.run(again, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 8
+    assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 9

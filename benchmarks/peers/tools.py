@@ -256,12 +256,16 @@ def harmony(emb, slices, seed):
 
 
 def t_spotscape_harmony(slices, k, seed):
+    import harmonypy  # noqa: F401  (fail before training when it is missing)
+
     return {"emb": harmony(t_spotscape(slices, k, seed)["emb"], slices, seed)}
 
 
 def t_banksy_harmony(slices, k, seed):
     """BANKSY's multi-sample recipe: its matrix and PCs as for one sample, then Harmony on the PCs.
     t_banksy's mclust on the uncorrected PCs runs too and is discarded; the wall time counts it."""
+    import harmonypy  # noqa: F401  (fail before BANKSY runs when it is missing)
+
     res = t_banksy(slices, k, seed)
     emb = harmony(res["emb"], slices, seed)
     own = mclust(emb, k, seed)

@@ -12,7 +12,9 @@ timeout is recorded and the rest go on. Every representation is clustered by the
 (true k = number of labels, 10 starts, seeded); a tool's own recommended clustering, where it
 has one, is scored separately. Metrics on labelled spots only: ARI, NMI, clustering accuracy;
 with several slices also batch ASW, iLISI and graph connectivity (scIB definitions) and the
-cell-type (domain) ASW. Results accumulate in OUT.json (rerunning skips finished runs), and
+cell-type (domain) ASW, and scIB's biology / batch / overall aggregates. Tools that correct a batch
+effect after the fact (`banksy_harmony`, `spotscape_harmony`: Harmony on the representation) run only
+on datasets of several slices. Results accumulate in OUT.json (rerunning skips finished runs), and
 OUT.md / OUT.png are rebuilt from it; a crashed run is retried on the next call.
 """
 from __future__ import annotations

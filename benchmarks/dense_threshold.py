@@ -21,7 +21,7 @@ import spotscape._sparse as sparse
 from dlpfc import DATA, SLICES
 from spotscape.datasets import simulate_tissue
 from spotscape.graph import edge_list
-from spotscape.train import TrainConfig, Trainer, TrainingData
+from spotscape.train import TrainConfig, Trainer, TrainingData, slice_of_rows
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,7 +40,7 @@ def step_time(model, x, adj, rows, dense: bool, steps: int) -> float:
     assert xm.dense == dense
     data = TrainingData(xm, edge_list(adj), x.shape[0], [torch.from_numpy(r) for r in rows])
     if len(rows) > 1:  # slice of every row (per-slice BatchNorm, the default for several slices)
-        data.codes = torch.from_numpy(np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)]))
+        data.codes = torch.from_numpy(slice_of_rows(rows))
     trainer = Trainer(model.net, data, TrainConfig(epochs=100, lr=1e-3, n_domains=model.params["n_domains"]), seed=0)
     times = []
     for epoch in range(steps + 1):

@@ -142,9 +142,10 @@ def t_spotscape(slices, k, seed):
     return {"emb": model.get_latent_representation()}
 
 
-def t_banksy(slices, k, seed):
+def t_banksy(slices, k, seed, correct=None):
     """BANKSY's domain-segmentation recipe: 2,000 HVGs, k_geom 18, scaled-Gaussian weights, AGF
-    max_m 1, lambda 0.8, 20 PCs; its own clustering for domains is mclust."""
+    max_m 1, lambda 0.8, 20 PCs; its own clustering for domains is mclust. ``correct(emb)``: a batch
+    correction of the PCs before clustering (its recipe for several samples: Harmony)."""
     from banksy.embed_banksy import generate_banksy_matrix
     from banksy.initialize_banksy import initialize_banksy
 
@@ -154,6 +155,8 @@ def t_banksy(slices, k, seed):
                           max_m=1, plt_edge_hist=False, plt_nbr_weights=False, plt_agf_angles=False, plt_theta=False)
     d, _ = generate_banksy_matrix(a, d, [0.8], 1, verbose=False)
     emb = pca(d["scaled_gaussian"][0.8]["adata"].X, 20, seed)
+    if correct is not None:
+        emb = correct(emb)
     own = mclust(emb, k, seed)
     return {"emb": emb, **({"own": own, "own_method": "mclust EEE"} if own is not None else {})}
 
@@ -262,14 +265,10 @@ def t_spotscape_harmony(slices, k, seed):
 
 
 def t_banksy_harmony(slices, k, seed):
-    """BANKSY's multi-sample recipe: its matrix and PCs as for one sample, then Harmony on the PCs.
-    t_banksy's mclust on the uncorrected PCs runs too and is discarded; the wall time counts it."""
+    """BANKSY's multi-sample recipe: its matrix and PCs as for one sample, then Harmony on the PCs."""
     import harmonypy  # noqa: F401  (fail before BANKSY runs when it is missing)
 
-    res = t_banksy(slices, k, seed)
-    emb = harmony(res["emb"], slices, seed)
-    own = mclust(emb, k, seed)
-    return {"emb": emb, **({"own": own, "own_method": "mclust EEE"} if own is not None else {})}
+    return t_banksy(slices, k, seed, correct=lambda emb: harmony(emb, slices, seed))
 
 
 TOOLS = {"pca": t_pca, "pca_spatial": t_pca_spatial, "spotscape": t_spotscape, "banksy": t_banksy,

@@ -9,8 +9,8 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
     python benchmarks/integration_variants.py pubbn+wpcl0.01 0,1,2,3,4 mixing  # the published BatchNorm and w_pcl
 
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
-fraction of the epochs), epN (epochs), lrL (learning rate), tauT (PCL temperature), cos (cosine
-learning-rate decay), pclwarm0/1 (prototype k-means afresh at every step, as published, or from the
+fraction of the epochs), topkK (similarity scaling's top-k), epN (epochs), lrL (learning rate),
+tauT (PCL temperature), cos (cosine learning-rate decay), pclwarm0/1 (prototype k-means afresh at every step, as published, or from the
 previous centroids, the default), slicebn / pubbn (``Spotscape(slice_norm=True / False)``: the
 encoder's BatchNorm with each slice's own statistics, or pooled as published), base (nothing).
 One part patches the package for this process only, to test an idea before it earns an option:
@@ -46,6 +46,7 @@ SAVE = os.environ.get("SPOTSCAPE_SAVE_Z")
 PARTS = {"hvg": ("init", "n_top_genes", int), "wss": ("fit", "w_ss", float), "wpcl": ("fit", "w_pcl", float),
          "warm": ("fit", "warmup", float), "ep": ("fit", "epochs", int), "lr": ("fit", "lr", float),
          "pclwarm": ("fit", "pcl_warm_start", lambda v: bool(int(v))), "tau": ("fit", "tau", float),
+         "topk": ("fit", "topk", int),
          "cos": ("fit", "lr_schedule", lambda v: "cosine"),
          "slicebn": ("init", "slice_norm", lambda v: True), "pubbn": ("init", "slice_norm", lambda v: False)}
 

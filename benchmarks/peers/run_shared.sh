@@ -62,3 +62,15 @@ run --seeds 2 --tools banksy_harmony spotscape_harmony --datasets dlpfc_4_integr
 # GraphST on the four slices integrated, one seed, with a 45-minute limit (2026-12-01, seventh
 # session): it builds dense spots x spots matrices, 16x larger here than on one slice
 run --seeds 1 --tools graphst --datasets dlpfc_4_integrated --timeout 2700
+# The tools that cost seconds to minutes per run, from three seeds to the runner's default five on
+# the single slices and from two to five on the four slices integrated (2026-12-02, eighth
+# session); the deep peers stay at their one to three seeds (13-70 minutes per run here), and
+# spotscape + Harmony at two (the same training as spotscape's row, four more minutes a run)
+run --seeds 5 --tools pca pca_spatial banksy spotscape spagcn --datasets $single
+run --seeds 5 --tools pca pca_spatial banksy spotscape spagcn banksy_harmony --datasets dlpfc_4_integrated
+# SpaGCN and spotscape alternating in one session again, on the day of the five-seed runs
+# (2026-12-02, eighth session), into a results file of its own
+"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time_2026-12-02" \
+    --seeds 3 --tools spagcn spotscape --datasets 151673
+"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time_2026-12-02" \
+    --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated

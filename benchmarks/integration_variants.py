@@ -10,8 +10,8 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
 
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
 fraction of the epochs), topkK (similarity scaling's top-k), epN (epochs), lrL (learning rate),
-tauT (PCL temperature), cos (cosine learning-rate decay), pclwarm0/1 (prototype k-means afresh at every step, as published, or from the
-previous centroids, the default), slicebn / pubbn (``Spotscape(slice_norm=True / False)``: the
+tauT (PCL temperature), cos (cosine learning-rate decay), pclwarm0/1 (prototype k-means afresh at
+every step, as published, or from the previous centroids, the default), slicebn / pubbn (``Spotscape(slice_norm=True / False)``: the
 encoder's BatchNorm with each slice's own statistics, or pooled as published), base (nothing).
 One part patches the package for this process only, to test an idea before it earns an option:
 libshared (library size over the genes measured in every slice instead of all genes of each file;

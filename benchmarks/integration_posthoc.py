@@ -15,13 +15,11 @@ import anndata as ad
 import numpy as np
 
 from dlpfc import DATA, SLICES, kmeans_aris
+from integration_variants import labels_and_slices
+from spotscape.core import unit_rows
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
 from run import integration_scores  # noqa: E402  the peers benchmark's scIB metrics
-
-
-def unit(z):
-    return z / np.linalg.norm(z, axis=1, keepdims=True).clip(1e-12)
 
 
 def per_slice(z, sid, scale):
@@ -31,14 +29,12 @@ def per_slice(z, sid, scale):
         z[rows] -= z[rows].mean(0)
         if scale:
             z[rows] /= z[rows].std(0).clip(1e-6)
-    return unit(z)
+    return unit_rows(z)
 
 
 def main():
     ads = [ad.read_h5ad(DATA / f"{s}.h5ad", backed="r") for s in SLICES]
-    labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
-    ok = labels != "nan"
-    sid = np.concatenate([[i] * a.n_obs for i, a in enumerate(ads)])
+    labels, ok, sid = labels_and_slices(ads)
     corrections = {"as_is": lambda z: z, "center": lambda z: per_slice(z, sid, False),
                    "zscore": lambda z: per_slice(z, sid, True)}
     for path in sys.argv[1:]:

@@ -11,8 +11,9 @@ per-slice ARI (k-means, true k, mean over 3 k-means seeds of 10 restarts) on the
 A variant joins parts with "+": hvgN (n_top_genes), wssW (w_ss), wpclW (w_pcl), warmF (PCL warm-up,
 fraction of the epochs), topkK (similarity scaling's top-k), epN (epochs), lrL (learning rate),
 tauT (PCL temperature), cos (cosine learning-rate decay), pclwarm0/1 (prototype k-means afresh at
-every step, as published, or from the previous centroids, the default), slicebn / pubbn (``Spotscape(slice_norm=True / False)``: the
-encoder's BatchNorm with each slice's own statistics, or pooled as published), base (nothing).
+every step, as published, or from the previous centroids, the default), slicebn / pubbn
+(``Spotscape(slice_norm=True / False)``: the encoder's BatchNorm with each slice's own statistics,
+or pooled as published), base (nothing).
 One part patches the package for this process only, to test an idea before it earns an option:
 libshared (library size over the genes measured in every slice instead of all genes of each file;
 151674's file holds 5,000 genes, the others about 8,600, so the shared genes carry 88 % of its
@@ -77,6 +78,12 @@ def options(variant: str) -> tuple[dict, dict, list]:
     return out["init"], out["fit"], patches
 
 
+def labels_and_slices(ads):
+    """Every spot's layer label (as text), which spots are labelled, and each spot's slice index."""
+    labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
+    return labels, labels != "nan", np.repeat(np.arange(len(ads)), [a.n_obs for a in ads])
+
+
 def main():
     variant, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
     mixing = sys.argv[3:] == ["mixing"]
@@ -87,9 +94,8 @@ def main():
     ads = [ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES]
     for patch in patches:
         patch(ads)
-    labels = np.concatenate([a.obs["layer_guess"].astype(str).to_numpy() for a in ads])
-    ok = labels != "nan"
-    sid = np.concatenate([[i] * a.n_obs for i, a in enumerate(ads)])[ok]
+    labels, ok, sid = labels_and_slices(ads)
+    sid = sid[ok]
     res = []
     for seed in seeds:
         t0 = time.time()

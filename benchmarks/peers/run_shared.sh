@@ -10,6 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 py="$here/.venv/bin/python"
 data="${DATA:-$here/../../../shared/data}"
 run() { "$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers" "$@"; }
+run_to() { local name=$1; shift; run "$@" --out "$here/../results/$name"; }  # run_to NAME ARGS: results in results/NAME.* (the last --out wins)
 single="151673 151674 151675 151676 starmap"
 run --seeds 3 --tools pca pca_spatial banksy spotscape --datasets $single
 run --seeds 1 --tools spagcn stagate graphst --datasets starmap
@@ -29,10 +30,8 @@ run --seeds 2 --tools spagcn --datasets dlpfc_4_integrated
 spotscape_again() {
   run --seeds 3 --tools spotscape --datasets $single
   run --seeds 2 --tools spotscape --datasets dlpfc_4_integrated
-  "$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
-      --seeds 3 --tools spagcn spotscape --datasets 151673
-  "$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time" \
-      --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
+  run_to peers_time --seeds 3 --tools spagcn spotscape --datasets 151673
+  run_to peers_time --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
 }
 spotscape_again  # after the kernel speed-ups of 2026-11-25
 # STAGATE on the integration (2026-11-25; 69.5 minutes, one seed)
@@ -70,7 +69,5 @@ run --seeds 5 --tools pca pca_spatial banksy spotscape spagcn --datasets $single
 run --seeds 5 --tools pca pca_spatial banksy spotscape spagcn banksy_harmony --datasets dlpfc_4_integrated
 # SpaGCN and spotscape alternating in one session again, on the day of the five-seed runs
 # (2026-12-02, eighth session), into a results file of its own
-"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time_2026-12-02" \
-    --seeds 3 --tools spagcn spotscape --datasets 151673
-"$py" "$here/run.py" --data "$data" --manifest "$here/manifest_shared.json" --out "$here/../results/peers_time_2026-12-02" \
-    --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
+run_to peers_time_2026-12-02 --seeds 3 --tools spagcn spotscape --datasets 151673
+run_to peers_time_2026-12-02 --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated

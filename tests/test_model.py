@@ -217,3 +217,26 @@ def test_pcl_prototypes_warm_start_or_afresh(small_tissue, monkeypatch, warm):
     assert len(inits) == 2 * 3  # 2 PCL steps x 3 granularities
     assert inits[:3] == [False] * 3  # the first step has no earlier centroids
     assert inits[3:] == [warm] * 3
+
+
+def test_torch_thread_count_survives_preprocessing():
+    """scanpy's first parallel numba kernel (seurat_v3 HVGs here) starts numba's OpenMP layer, which
+    set the thread count torch shares to NUMBA_NUM_THREADS over the user's OMP_NUM_THREADS=1. In a
+    fresh process: numba starts its threads once per process."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "assert torch.get_num_threads() == 1\n"
+        "from spotscape import Spotscape\n"
+        "from spotscape.datasets import simulate_tissue\n"
+        "m = Spotscape(simulate_tissue(n_spots=300, n_genes=300, n_domains=3, seed=0), n_top_genes=100)\n"
+        "assert len(m.genes) == 100\n"
+        "print('threads', torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "threads 1" in res.stdout, res.stdout

@@ -10,6 +10,7 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from ._threads import keeps_torch_threads
 from ._validate import SpotscapeInputError
 
 
@@ -26,6 +27,7 @@ def common_genes(adatas: list[ad.AnnData]) -> pd.Index:
     return genes
 
 
+@keeps_torch_threads
 def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, counts: bool = True) -> list[str]:
     """Top ``n_top_genes`` genes among those common to all slices.
 

@@ -32,7 +32,8 @@ def test_runner_on_an_unseen_folder(tmp_path):
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps({"datasets": [
         {"name": "one", "files": ["tissue/s0.h5ad"], "label": "region"},
-        {"name": "two", "files": ["tissue/s0.h5ad", "tissue/s1.h5ad"], "label": "region"}]}))
+        {"name": "two", "files": ["tissue/s0.h5ad", "tissue/s1.h5ad"], "label": "region"},
+        {"name": "three", "files": ["tissue/s1.h5ad"], "label": "region"}]}))
     out = tmp_path / "res"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "peers" / "run.py"), "--data", str(data), "--manifest", str(manifest),
            "--out", str(out), "--seeds", "1", "--tools", "pca", "pca_spatial", "spotscape", "stagate", "spotscape_harmony",
@@ -41,8 +42,8 @@ def test_runner_on_an_unseen_folder(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     rows = json.loads(out.with_suffix(".json").read_text())
     by = {(r["dataset"], r["tool"]): r for r in rows}
-    assert len(rows) == 9  # spotscape_harmony, a batch correction, runs on the two slices only
-    assert ("one", "spotscape_harmony") not in by
+    assert len(rows) == 13  # spotscape_harmony, a batch correction, runs on the two slices only
+    assert ("one", "spotscape_harmony") not in by and ("three", "spotscape_harmony") not in by
     h = by[("two", "spotscape_harmony")]
     try:
         import harmonypy  # noqa: F401  (not a dependency of the package)
@@ -54,7 +55,7 @@ def test_runner_on_an_unseen_folder(tmp_path):
         import STAGATE_pyG  # noqa: F401  (not a dependency of the package)
     except ImportError:
         assert by[("one", "stagate")]["status"] == "crash" and "STAGATE" in by[("one", "stagate")]["error"]
-    for ds in ("one", "two"):
+    for ds in ("one", "two", "three"):
         r = by[(ds, "spotscape")]
         assert r["status"] == "ok" and r["k"] == 4 and r["peak_mb"] > 0
         assert r["kmeans"]["ari"] > 0.5, r["kmeans"]  # a clean simulated tissue
@@ -67,6 +68,13 @@ def test_runner_on_an_unseen_folder(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "| spotscape |" in md and "crash" in md and out.with_suffix(".png").stat().st_size > 5000
     assert "| biology | batch | overall |" in md and "| spotscape_harmony | – (one slice) |" in md
+    # the ARI table's last column: each tool's mean over the two single-slice datasets ("one", "three")
+    assert "| mean of the 2 single-slice datasets |" in md
+    ari_row = next(line for line in md.splitlines() if line.startswith("| spotscape | "))
+    mean_two = np.mean([by[(d, "spotscape")]["kmeans"]["ari"] for d in ("one", "three")])
+    assert ari_row.split("|")[-2].strip().strip("*") == f"{mean_two:.3f}"
+    if by[("one", "stagate")]["status"] != "ok":  # no mean without finished runs on every single-slice dataset
+        assert next(line for line in md.splitlines() if line.startswith("| stagate | ")).split("|")[-2].strip() == "–"
     agg = next(line for line in md.splitlines() if line.startswith("| spotscape | ") and line.count("|") == 10)
     two = by[("two", "spotscape")]
     bio = np.mean([two["kmeans"]["ari"], two["kmeans"]["nmi"], two["integration"]["label_asw"]])
@@ -74,4 +82,4 @@ def test_runner_on_an_unseen_folder(tmp_path):
     # rerunning skips finished runs (and retries only the crashed one)
     again = cmd[:cmd.index("--tools")] + ["--tools", "pca", "pca_spatial", "spotscape"]
     res = subprocess.run(again, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 9
+    assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 13

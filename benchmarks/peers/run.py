@@ -235,8 +235,23 @@ def report(rows, out):
             s = f"**{s}**"
         return s + (f", {len(bad)} {'/'.join(sorted(set(bad)))}" if bad else "")
 
+    # several single-slice datasets: one more column, each tool's mean over them (of its per-dataset
+    # means; only for a tool with finished runs on all of them), the best in bold
+    singles = [d for d in datasets if single[d]]
+    overall = {}
+    if len(singles) > 1:
+        lines[2] = lines[2][:-1] + f"| mean of the {len(singles)} single-slice datasets |"
+        lines[3] += "---|"
+        for t in tools:
+            per = [[r["kmeans"]["ari"] for r in rows if r["dataset"] == d and r["tool"] == t and r["status"] == "ok"] for d in singles]
+            if all(per):
+                overall[t] = float(np.mean([np.mean(v) for v in per]))
     for t in tools:
-        lines.append(f"| {t} | " + " | ".join(cell(d, t) for d in datasets) + " |")
+        row = f"| {t} | " + " | ".join(cell(d, t) for d in datasets) + " |"
+        if len(singles) > 1:
+            v = f"{overall[t]:.3f}" if t in overall else "–"
+            row += f" **{v}** |" if t in overall and np.isclose(overall[t], max(overall.values())) else f" {v} |"
+        lines.append(row)
     for title, metric in (("NMI", "nmi"), ("clustering accuracy", "acc")):
         lines += ["", f"{title} (same k-means):", "", "| tool | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
         lines += [f"| {t} | " + " | ".join(cell(d, t, metric) for d in datasets) + " |" for t in tools]

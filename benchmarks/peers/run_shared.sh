@@ -71,3 +71,7 @@ run --seeds 5 --tools pca pca_spatial banksy spotscape spagcn banksy_harmony --d
 # (2026-12-02, eighth session), into a results file of its own
 run_to peers_time_2026-12-02 --seeds 3 --tools spagcn spotscape --datasets 151673
 run_to peers_time_2026-12-02 --seeds 1 --tools spagcn spotscape --datasets dlpfc_4_integrated
+# The close calls on the single slices (151674: spotscape 0.466 against BANKSY 0.456; 151676: BANKSY
+# 0.439 against 0.405) with the runner's --ten-seeds for the tools that cost seconds to a minute a
+# run (2026-12-02, ninth session)
+run --ten-seeds --tools pca pca_spatial banksy spotscape spagcn --datasets $single

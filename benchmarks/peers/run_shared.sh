@@ -75,5 +75,6 @@ run_to peers_time_2026-12-02 --seeds 1 --tools spagcn spotscape --datasets dlpfc
 # 0.439 against 0.405) with the runner's --ten-seeds for the tools that cost seconds to a minute a
 # run (2026-12-02, ninth session)
 run --ten-seeds --tools pca pca_spatial banksy spotscape spagcn --datasets $single
-# ... and three more alternating pairs on the four slices integrated (2026-12-02, ninth session)
+# SpaGCN and spotscape alternating: three more pairs on the four slices integrated (2026-12-02,
+# ninth session), into the same file
 run_to peers_time_2026-12-02 --seeds 4 --tools spagcn spotscape --datasets dlpfc_4_integrated

@@ -210,16 +210,22 @@ def scib_aggregates(r):
 def report(rows, out):
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     tools = [t for t in TOOLS if any(r["tool"] == t for r in rows)]
+    single = {d: all(r["n_slices"] == 1 for r in rows if r["dataset"] == d) for d in datasets}
+    singles = [d for d in datasets if single[d]]
+    # mean ARI of every (dataset, tool) with finished runs: the best per dataset is bold; with several
+    # single-slice datasets one more column holds each tool's mean of them (tools run on all of them)
+    mean_ari = {}
+    for r in rows:
+        if r["status"] == "ok":
+            mean_ari.setdefault((r["dataset"], r["tool"]), []).append(r["kmeans"]["ari"])
+    mean_ari = {key: float(np.mean(v)) for key, v in mean_ari.items()}
+    best = {d: max((v for (d2, _), v in mean_ari.items() if d2 == d), default=None) for d in datasets}
+    overall = {t: float(np.mean([mean_ari[(d, t)] for d in singles])) for t in tools
+               if len(singles) > 1 and all((d, t) in mean_ari for d in singles)}
+    extra = f" mean of the {len(singles)} single-slice datasets |" if len(singles) > 1 else ""
     lines = ["Same clustering for every tool: k-means on its representation, true k, 10 starts. "
              "Mean ± sd over seeds (n = runs that finished); best mean per dataset in bold.", "",
-             "| tool | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
-    best = {}
-    for d in datasets:
-        means = [np.mean([r["kmeans"]["ari"] for r in rows if r["dataset"] == d and r["tool"] == t and r["status"] == "ok"])
-                 for t in tools if any(r["dataset"] == d and r["tool"] == t and r["status"] == "ok" for r in rows)]
-        best[d] = max(means) if means else None
-
-    single = {d: all(r["n_slices"] == 1 for r in rows if r["dataset"] == d) for d in datasets}
+             "| tool | " + " | ".join(datasets) + " |" + extra, "|---|" + "---|" * len(datasets) + ("---|" if extra else "")]
 
     def cell(d, t, metric="ari", which="kmeans"):
         rs = [r for r in rows if r["dataset"] == d and r["tool"] == t]
@@ -235,20 +241,9 @@ def report(rows, out):
             s = f"**{s}**"
         return s + (f", {len(bad)} {'/'.join(sorted(set(bad)))}" if bad else "")
 
-    # several single-slice datasets: one more column, each tool's mean over them (of its per-dataset
-    # means; only for a tool with finished runs on all of them), the best in bold
-    singles = [d for d in datasets if single[d]]
-    overall = {}
-    if len(singles) > 1:
-        lines[2] = lines[2][:-1] + f"| mean of the {len(singles)} single-slice datasets |"
-        lines[3] += "---|"
-        for t in tools:
-            per = [[r["kmeans"]["ari"] for r in rows if r["dataset"] == d and r["tool"] == t and r["status"] == "ok"] for d in singles]
-            if all(per):
-                overall[t] = float(np.mean([np.mean(v) for v in per]))
     for t in tools:
         row = f"| {t} | " + " | ".join(cell(d, t) for d in datasets) + " |"
-        if len(singles) > 1:
+        if extra:
             v = f"{overall[t]:.3f}" if t in overall else "–"
             row += f" **{v}** |" if t in overall and np.isclose(overall[t], max(overall.values())) else f" {v} |"
         lines.append(row)

@@ -12,7 +12,6 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from ._threads import keeps_torch_threads
 from ._validate import SpotscapeInputError
 
 CANDIDATE_K = range(3, 13)
@@ -25,7 +24,6 @@ def _subsample(z: np.ndarray, max_spots: int, seed: int) -> np.ndarray:
     return z[rng.choice(len(z), min(len(z), max_spots), replace=False)]
 
 
-@keeps_torch_threads
 def _leiden_count(z: np.ndarray, seed: int, resolution: float, min_fraction: float) -> tuple[int, dict]:
     import anndata as ad
     import scanpy as sc

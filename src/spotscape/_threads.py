@@ -1,29 +1,22 @@
-"""torch's CPU thread count, kept across calls into scanpy.
+"""torch's CPU thread count, kept from numba.
 
-The first of scanpy's parallel numba kernels to run in a process (seurat_v3 HVGs on sparse counts)
-starts numba's OpenMP threading layer, which sets the OpenMP thread count that torch reads to
-NUMBA_NUM_THREADS (every core of the machine). A thread count set by ``OMP_NUM_THREADS`` was then
-ignored: with ``OMP_NUM_THREADS=1`` on a 2-core machine torch trained on 2 threads, and a job
-given 4 cores of a 64-core node would train on 64. (A count set by ``torch.set_num_threads``
-survived.) Every spotscape function that calls scanpy restores the count it found.
+The first of scanpy's parallel numba kernels to run in a process (e.g. seurat_v3 HVGs on sparse
+counts) starts numba's OpenMP threading layer, which sets the OpenMP thread count that torch reads
+to NUMBA_NUM_THREADS (every core of the machine). A count set by ``OMP_NUM_THREADS`` was then
+ignored: with ``OMP_NUM_THREADS=1`` on a 2-core machine torch trained on 2 threads, and a job given
+4 cores of a 64-core node would train on 64. numba does this once per process, at that start, so
+spotscape starts the layer itself when it imports scanpy (7 ms) and puts torch's count back: the
+count then holds for spotscape's calls into scanpy and for the user's own.
 """
 from __future__ import annotations
 
-import functools
-
+import numba
 import torch
 
 
-def keeps_torch_threads(fn):
-    """Decorator: ``torch.get_num_threads()`` is the same after ``fn`` as before it."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        n = torch.get_num_threads()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if torch.get_num_threads() != n:
-                torch.set_num_threads(n)
-
-    return wrapper
+def start_numba_threads() -> None:
+    """Start numba's threading layer now (a no-op once started), keeping torch's thread count."""
+    n = torch.get_num_threads()
+    numba.get_num_threads()  # launches the layer's threads on first call
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)

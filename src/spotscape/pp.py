@@ -10,8 +10,10 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
-from ._threads import keeps_torch_threads
+from ._threads import start_numba_threads
 from ._validate import SpotscapeInputError
+
+start_numba_threads()  # before any scanpy kernel can reset torch's thread count (_threads.py)
 
 
 def common_genes(adatas: list[ad.AnnData]) -> pd.Index:
@@ -27,7 +29,6 @@ def common_genes(adatas: list[ad.AnnData]) -> pd.Index:
     return genes
 
 
-@keeps_torch_threads
 def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, counts: bool = True) -> list[str]:
     """Top ``n_top_genes`` genes among those common to all slices.
 

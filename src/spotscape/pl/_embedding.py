@@ -7,7 +7,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .._threads import keeps_torch_threads  # noqa: E402
 from ._domains import _scatter  # noqa: E402
 
 
@@ -19,7 +18,6 @@ def _finish(fig, path):
     return fig
 
 
-@keeps_torch_threads
 def umap(adata, color=("spotscape_domain",), use_rep: str = "X_spotscape", path=None, seed: int = 0, n_neighbors: int = 15):
     """UMAP of ``obsm[use_rep]``, one panel per ``obs`` column in ``color`` (e.g. domain and slice).
 

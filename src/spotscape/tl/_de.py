@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._threads import keeps_torch_threads
 from .._validate import SpotscapeInputError
 
 COLUMNS = ["domain", "condition", "reference", "gene", "logfoldchange", "score", "pval", "qval",
@@ -48,7 +47,6 @@ def _log_normalised(adata, layer, counts, genes) -> sp.csr_matrix:
     return sp.csr_matrix(x)
 
 
-@keeps_torch_threads
 def condition_de(adata, condition_key: str, domain_key: str = "spotscape_domain", reference=None, layer: str | None = None,
                  counts: bool | None = None, min_spots: int = 10, genes=None, key_added: str = "spotscape_de",
                  inplace: bool = True) -> pd.DataFrame:

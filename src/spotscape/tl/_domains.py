@@ -8,14 +8,12 @@ from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
 from .._cluster import estimate_n_domains
-from .._threads import keeps_torch_threads
 from .._validate import SpotscapeInputError, check_n_domains
 from ..graph import grouped_spatial_graph
 
 METHODS = ("kmeans", "gmm", "leiden")
 
 
-@keeps_torch_threads
 def _leiden(z: np.ndarray, n_domains: int | None, seed: int, resolution: float = 1.0, max_steps: int = 30):
     """Leiden on the kNN graph of ``z``; with ``n_domains``, bisect the resolution until that many come out."""
     import anndata as ad

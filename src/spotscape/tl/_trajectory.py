@@ -12,11 +12,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .._threads import keeps_torch_threads
 from .._validate import SpotscapeInputError
 
 
-@keeps_torch_threads
 def trajectory(
     adata: ad.AnnData,
     groups: str = "spotscape_domain",

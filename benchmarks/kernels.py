@@ -1,14 +1,14 @@
 """The two CPU kernels that dominate a full-batch step of the four-slice DLPFC integration, timed
 the old way and the way the package does them now (medians of repeats, this machine's threads):
 
-- the sparse input times a 256-column dense matrix, forward (X W) and backward (X^T G): one CSR
-  product against column blocks of 64 (``spotscape._sparse._csr_mm``);
+- the sparse input times a 256-column dense matrix, forward (X W) and backward (X^T G), on the
+  four slices and on 151673 alone: torch's CSR product (MKL) against column blocks of 64 with int32
+  indices, the package's path until 95d65da (``torch_csr_chunked`` below), against spotscape's
+  own kernel (``spotscape._sparse._host_mm``, numba);
 - similarity scaling's top-k search: one full similarity matrix per slice pair against blocks of
   queries small enough to stay in cache (``losses._topk_means``);
 - the first layer of both augmented views, X diag(m_v) W1 forward and backward: one masked product
   per view against one shared X W1 minus each view's dropped columns (``SparseMatrix.mm_masked``);
-- CSR index type: int64 indices, which the CPU kernel copies to int32 on every product, against
-  int32 indices (``_sparse._to_torch_csr``).
 
     python benchmarks/kernels.py
 
@@ -25,7 +25,18 @@ import torch.nn.functional as F
 
 from dlpfc import DATA, SLICES
 from spotscape import Spotscape, losses
-from spotscape._sparse import SparseMatrix, _csr_mm, _to_torch_csr
+from spotscape._sparse import SparseMatrix, _host_mm
+
+
+def torch_csr(m):
+    """CSR tensor with int32 indices (the CPU kernel copies int64 ones to int32 on every product)."""
+    return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int32)), torch.from_numpy(m.indices.astype(np.int32)),
+                                   torch.from_numpy(m.data), size=m.shape)
+
+
+def torch_csr_chunked(a, dense):
+    """``a @ dense`` 64 columns at a time (the slice of ``dense`` read at random stays in cache)."""
+    return torch.cat([a @ dense[:, i : i + 64].contiguous() for i in range(0, dense.shape[1], 64)], 1)
 
 
 def timed(f):
@@ -54,14 +65,23 @@ def topk_means_unblocked(query, key_sets, k):
 def main():
     model = Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
     x, _, rows = model._prepare(model.slices)
-    a, a_t = _to_torch_csr(x, "cpu"), _to_torch_csr(x.T.tocsr(), "cpu")
-    assert a.crow_indices().dtype == torch.int32
-    a64, a64_t = (torch.sparse_csr_tensor(m.crow_indices().long(), m.col_indices().long(), m.values(), size=m.shape) for m in (a, a_t))
+    x.sort_indices()
+    one = Spotscape(ad.read_h5ad(DATA / f"{SLICES[0]}.h5ad"), n_domains=7, seed=0, device="cpu")
+    x1 = one._prepare(one.slices)[0]
+    x1.sort_indices()
     g = torch.Generator().manual_seed(0)
     w = torch.randn(x.shape[1], 256, generator=g)
     grad = torch.randn(x.shape[0], 256, generator=g)
-    assert torch.equal(a @ w, _csr_mm(a, w)) and torch.equal(a_t @ grad, _csr_mm(a_t, grad))
-    assert torch.equal(_csr_mm(a64, w), _csr_mm(a, w)) and torch.equal(_csr_mm(a64_t, grad), _csr_mm(a_t, grad))
+    products = []  # (name, scipy CSR, the same as a torch CSR tensor, dense)
+    for name, m in (("four slices, 14,364 x 3,851", x), (f"{SLICES[0]}, {x1.shape[0]:,} x {x1.shape[1]:,}", x1)):
+        mt = m.T.tocsr()
+        dw, dg = torch.randn(m.shape[1], 256, generator=g), torch.randn(m.shape[0], 256, generator=g)
+        products += [(f"X W (forward), {name}, W 256 columns", m, torch_csr(m), dw),
+                     (f"X^T G (backward), {name}, G 256 columns", mt, torch_csr(mt), dg)]
+    for _, m, t, d in products:  # same values up to float rounding (summation order)
+        exact = torch.from_numpy(m.astype(np.float64) @ d.double().numpy())
+        for got in (_host_mm(m, d), torch_csr_chunked(t, d)):
+            assert torch.allclose(got.double(), exact, rtol=1e-4, atol=1e-2)
     z = F.normalize(torch.randn(x.shape[0], 64, generator=g), dim=1)
     sets = [z[torch.from_numpy(r)] for r in rows]
     new = losses._topk_means(sets[0], sets, 5)
@@ -84,16 +104,12 @@ def main():
         for q in sets:
             search(q, sets, 5)
 
-    lines = [
-        ("X W (forward), X 14,364 x 3,851 CSR, W 256 columns", *compare(lambda: a @ w, lambda: _csr_mm(a, w), 15)),
-        ("X^T G (backward), G 256 columns", *compare(lambda: a_t @ grad, lambda: _csr_mm(a_t, grad), 15)),
+    lines = [(name, *compare(lambda: torch_csr_chunked(t, d), lambda: _host_mm(m, d), 15)) for name, m, t, d in products] + [
         ("similarity-scaling top-k search, 4 slices (one step, forward)",
          *compare(lambda: ss(topk_means_unblocked), lambda: ss(losses._topk_means), 10)),
         ("first layer of two views, X diag(m_v) W1, forward + backward",
          *compare(lambda: first_layer(lambda: [xs.mm(w1 * m[:, None]) for m in masks]),
                   lambda: first_layer(lambda: xs.mm_masked(w1, masks)), 15)),
-        ("X W + X^T G (chunked), int64 vs int32 CSR indices",
-         *compare(lambda: (_csr_mm(a64, w), _csr_mm(a64_t, grad)), lambda: (_csr_mm(a, w), _csr_mm(a_t, grad)), 15)),
     ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; spots per slice {[len(r) for r in rows]}, "
           f"input fill {x.nnz / (x.shape[0] * x.shape[1]):.3f}\n")

@@ -83,3 +83,11 @@ def test_runner_on_an_unseen_folder(tmp_path):
     again = cmd[:cmd.index("--tools")] + ["--tools", "pca", "pca_spatial", "spotscape"]
     res = subprocess.run(again, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 13
+    # --rerun runs a finished tool again, its new row in place of the old one, and still skips the rest
+    before = {(r["dataset"], r["tool"]): r["wall_s"] for r in json.loads(out.with_suffix(".json").read_text())}
+    res = subprocess.run(again + ["--datasets", "one", "--rerun", "pca"], capture_output=True, text=True, timeout=300)
+    printed = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert res.returncode == 0 and [(r["dataset"], r["tool"]) for r in printed] == [("one", "pca")]
+    after = {(r["dataset"], r["tool"]): r["wall_s"] for r in json.loads(out.with_suffix(".json").read_text())}
+    assert after.keys() == before.keys() and after[("one", "pca")] == printed[0]["wall_s"] != before[("one", "pca")]
+    assert all(after[key] == before[key] for key in before if key != ("one", "pca"))

@@ -15,7 +15,8 @@ with several slices also batch ASW, iLISI and graph connectivity (scIB definitio
 cell-type (domain) ASW, and scIB's biology / batch / overall aggregates. Tools that correct a batch
 effect after the fact (`banksy_harmony`, `spotscape_harmony`: Harmony on the representation) run only
 on datasets of several slices. Results accumulate in OUT.json (rerunning skips finished runs), and
-OUT.md / OUT.png are rebuilt from it; a crashed run is retried on the next call.
+OUT.md / OUT.png are rebuilt from it; a crashed run is retried on the next call, and ``--rerun
+TOOL ...`` runs those tools again where finished (after a change to them).
 """
 from __future__ import annotations
 
@@ -156,6 +157,9 @@ def main():
     ap.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
     ap.add_argument("--datasets", nargs="+", help="names from the manifest (default: all)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run before it is recorded as a timeout")
+    ap.add_argument("--rerun", nargs="+", default=[], choices=TOOLS, metavar="TOOL",
+                    help="run these tools again where finished (after a change to them): each new run replaces the old row "
+                         "of its dataset and seed as it lands")
     ap.add_argument("--report-only", action="store_true", help="rebuild OUT.md / OUT.png from OUT.json")
     args = ap.parse_args()
     seeds = 10 if args.ten_seeds else args.seeds
@@ -177,7 +181,7 @@ def main():
                     if tool in MULTI_ONLY and len(files) < 2:
                         continue
                     done = [r for r in rows if r["dataset"] == d["name"] and r["tool"] == tool and r["seed"] == seed]
-                    if any(r["status"] != "crash" for r in done):
+                    if any(r["status"] != "crash" for r in done) and tool not in args.rerun:
                         continue  # finished or timed out before; a crash is tried again
                     rows = [r for r in rows if not any(r is x for x in done)]
                     r = run_one(tool, files, k, seed, args.timeout)

@@ -78,3 +78,8 @@ run --ten-seeds --tools pca pca_spatial banksy spotscape spagcn --datasets $sing
 # SpaGCN and spotscape alternating: three more pairs on the four slices integrated (2026-12-02,
 # ninth session), into the same file
 run_to peers_time_2026-12-02 --seeds 4 --tools spagcn spotscape --datasets dlpfc_4_integrated
+# spotscape's own CPU kernel for its sparse products (numba, in place of torch's CSR product;
+# 2026-12-02, tenth session): the same values up to float rounding, so spotscape's rows again.
+# First SpaGCN and spotscape alternating in one session on the single slices, into a file of its own
+run_to peers_time_2026-12-02b --seeds 2 --tools spagcn spotscape --datasets $single
+run --ten-seeds --tools spotscape --rerun spotscape --datasets $single

@@ -1,13 +1,15 @@
 """Sparse matrices for torch: products with autograd, without densifying.
 
-``SparseMatrix`` keeps a CSR copy of ``A`` and of ``A^T`` so that both the forward product
-``A @ B`` and its gradient ``A^T @ dL/d(AB)`` are row-wise CSR kernels (torch's COO autograd
-transposes and coalesces on every call, which is an order of magnitude slower).
+``SparseMatrix`` keeps ``A`` and ``A^T`` in CSR so that both the forward product ``A @ B`` and its
+gradient ``A^T @ dL/d(AB)`` are row-wise CSR kernels (torch's COO autograd transposes and coalesces
+on every call, which is an order of magnitude slower). On a CPU the kernel is spotscape's own
+(numba, below); on a GPU, torch's CSR product.
 """
 from __future__ import annotations
 
 import warnings
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -17,45 +19,83 @@ warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implici
 
 
 def _to_torch_csr(m: sp.csr_matrix, device) -> torch.Tensor:
-    """float32 CSR on ``device``; on a CPU with int32 indices (below 2^31 stored values): the CPU
-    kernel copies int64 index arrays to int32 on every product. Same result bit for bit; X W + X^T G
-    on the four-slice DLPFC input 0.589 -> 0.553 s (``benchmarks/kernels.py``)."""
     m = sp.csr_matrix(m, dtype=np.float32)
     m.sort_indices()
-    cpu = torch.device(device).type == "cpu"
-    index = np.int32 if cpu and max(m.nnz, *m.shape) < np.iinfo(np.int32).max else np.int64
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(m.indptr.astype(index, copy=False)),
-        torch.from_numpy(m.indices.astype(index, copy=False)),
-        torch.from_numpy(m.data),
-        size=m.shape,
-        device=device,
-        check_invariants=False,
-    )
+    return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
+                                   torch.from_numpy(m.data), size=m.shape, device=device, check_invariants=False)
 
 
-COLUMN_CHUNK = 64  # dense operand columns per CSR product
+def _csr_dense(indptr, indices, data, dense, out):
+    """out = A @ dense for CSR ``A`` (float32), a row of ``out`` per task; four stored values per
+    pass over the row of ``out``. Each row is summed by one thread in a fixed order, so the result
+    does not depend on the number of threads. Against torch's CSR product (MKL) on this project's
+    2-core CPU: 1.4-1.9x faster for the 5,000-gene DLPFC input times 256 columns, forward and
+    backward (``benchmarks/kernels.py``)."""
+    w = dense.shape[1]
+    for i in numba.prange(len(indptr) - 1):
+        acc = np.zeros(w, dtype=np.float32)
+        j, end = indptr[i], indptr[i + 1]
+        while j + 3 < end:
+            v0, v1, v2, v3 = data[j], data[j + 1], data[j + 2], data[j + 3]
+            r0, r1, r2, r3 = dense[indices[j]], dense[indices[j + 1]], dense[indices[j + 2]], dense[indices[j + 3]]
+            for c in range(w):
+                acc[c] += (v0 * r0[c] + v1 * r1[c]) + (v2 * r2[c] + v3 * r3[c])
+            j += 4
+        while j < end:
+            v, r = data[j], dense[indices[j]]
+            for c in range(w):
+                acc[c] += v * r[c]
+            j += 1
+        out[i] = acc
 
 
-def _csr_mm(a: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-    """``a @ dense`` for CSR ``a``, 64 columns of ``dense`` at a time on a CPU: the slice of ``dense``
-    that the kernel reads at random then stays in cache. The result is bitwise the same; for the
-    14,364 x 3,851 DLPFC input times 256 columns it is 1.3x faster for ``A`` and 5.5x for ``A^T``
-    (long rows) on this project's 2-core CPU (``benchmarks/kernels.py``)."""
-    if dense.device.type != "cpu" or dense.shape[1] <= COLUMN_CHUNK:
-        return a @ dense
-    return torch.cat([a @ dense[:, i : i + COLUMN_CHUNK].contiguous() for i in range(0, dense.shape[1], COLUMN_CHUNK)], 1)
+try:  # compiled once per machine (about 7 s), then loaded from numba's cache
+    _csr_dense_kernel = numba.njit(parallel=True, cache=True)(_csr_dense)
+except RuntimeError:  # no writable cache location: compile in every process
+    _csr_dense_kernel = numba.njit(parallel=True)(_csr_dense)
+
+
+CACHE_BYTES = 4 << 20  # dense operand read per kernel call, at most (column blocks below)
+
+
+def _host_mm(a: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
+    """``a @ dense`` on the CPU, on torch's thread count. ``dense`` is read at random rows, so it is
+    taken in blocks of columns that stay in cache (4 MB): whole for the single DLPFC slices, 64
+    columns of 256 for the four slices' ``X^T G`` (14,364 rows; 0.35 s whole, 0.23 s in blocks)."""
+    d = dense.detach().contiguous().numpy()
+    if d.dtype != np.float32:
+        return torch.from_numpy(np.asarray(a.astype(d.dtype) @ d))
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    cols = max(16, 1 << int(np.log2(max(CACHE_BYTES // (4 * max(d.shape[0], 1)), 1))))
+    blocks = []
+    for i in range(0, max(d.shape[1], 1), cols):
+        block = np.ascontiguousarray(d[:, i : i + cols]) if cols < d.shape[1] else d
+        out = np.empty((a.shape[0], block.shape[1]), dtype=np.float32)
+        _csr_dense_kernel(a.indptr, a.indices, a.data, block, out)
+        blocks.append(out)
+    return torch.from_numpy(blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1))
+
+
+class _HostMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, a_t, dense):  # noqa: D401 - torch API
+        ctx.a_t = a_t
+        return _host_mm(a, dense)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, _host_mm(ctx.a_t, grad)
 
 
 class _SparseMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, a_t, dense):  # noqa: D401 - torch API
         ctx.a_t = a_t
-        return _csr_mm(a, dense)
+        return a @ dense
 
     @staticmethod
     def backward(ctx, grad):
-        return None, None, _csr_mm(ctx.a_t, grad)
+        return None, None, ctx.a_t @ grad
 
 
 DENSE_ABOVE = 0.25  # fill above which dense products are faster (benchmarks/results/dense_threshold.md)
@@ -65,8 +105,9 @@ DENSE_MAX_BYTES = 2 << 30
 class SparseMatrix:
     """A fixed matrix ``A`` (n x m) usable in differentiable products ``A @ B``.
 
-    Stored as CSR (with its transpose) when sparse; as a dense tensor when more than 25 % of it is
-    filled and it takes under 2 GB, where a dense product is faster on a CPU.
+    Stored as CSR (with its transpose; scipy's on a CPU, torch's on a GPU) when sparse; as a dense
+    tensor when more than 25 % of it is filled and it takes under 2 GB, where a dense product is
+    faster on a CPU.
     """
 
     def __init__(self, matrix, device="cpu", symmetric: bool = False):
@@ -76,14 +117,16 @@ class SparseMatrix:
         n_cells = max(m.shape[0] * m.shape[1], 1)
         self.dense = m.nnz / n_cells > DENSE_ABOVE and n_cells * 4 < DENSE_MAX_BYTES
         self.device = device
-        self._host_t = None  # A^T as scipy CSR, for column subsets (``mm_masked``)
+        self.host = not self.dense and torch.device(device).type == "cpu"  # products by ``_host_mm``
         if self.dense:
             self._a = torch.from_numpy(m.toarray()).to(device)
             self._a_t = self._a.T
+        elif self.host:
+            m.sort_indices()
+            self._a, self._a_t = m, m if symmetric else m.T.tocsr()
         else:
             self._a = _to_torch_csr(m, device)
-            self._host_t = m if symmetric else m.T.tocsr()
-            self._a_t = self._a if symmetric else _to_torch_csr(self._host_t, device)
+            self._a_t = self._a if symmetric else _to_torch_csr(m.T.tocsr(), device)
         data = m.data.astype(np.float64)
         self.sum_sq = float((data**2).sum())
         self.col_sum = torch.from_numpy(np.asarray(m.sum(axis=0), dtype=np.float32).ravel()).to(device)
@@ -92,7 +135,7 @@ class SparseMatrix:
         """``A @ dense``, differentiable in ``dense``."""
         if self.dense:
             return self._a @ dense
-        return _SparseMM.apply(self._a, self._a_t, dense)
+        return (_HostMM if self.host else _SparseMM).apply(self._a, self._a_t, dense)
 
     def mm_masked(self, w: torch.Tensor, masks: list[torch.Tensor]) -> list[torch.Tensor]:
         """``A diag(m) w`` for each 0/1 column mask ``m``, differentiable in ``w``.
@@ -103,7 +146,7 @@ class SparseMatrix:
         subsets are cut on the host, so on a GPU each view keeps its own masked product on the
         device (the path the H100 figures in the README ran; the shared product was not tried there).
         """
-        if self.dense or self._a.device.type != "cpu":
+        if not self.host:
             return [self.mm(w * m[:, None]) for m in masks]
         full = self.mm(w)
         out = []
@@ -112,13 +155,12 @@ class SparseMatrix:
             if len(drop) == 0:
                 out.append(full)
                 continue
-            sub_t = self._host_t[drop.cpu().numpy()]  # rows of A^T = columns of A
-            sub, sub_t = _to_torch_csr(sub_t.T.tocsr(), self.device), _to_torch_csr(sub_t, self.device)
-            out.append(full - _SparseMM.apply(sub, sub_t, w[drop]))
+            sub_t = self._a_t[drop.numpy()]  # rows of A^T = columns of A
+            out.append(full - _HostMM.apply(sub_t.T.tocsr(), sub_t, w[drop]))
         return out
 
     def tmm(self, dense: torch.Tensor) -> torch.Tensor:
         """``A^T @ dense``, differentiable in ``dense``."""
         if self.dense:
             return self._a_t @ dense
-        return _SparseMM.apply(self._a_t, self._a, dense)
+        return (_HostMM if self.host else _SparseMM).apply(self._a_t, self._a, dense)

@@ -6,7 +6,8 @@ the old way and the way the package does them now (medians of repeats, this mach
   indices, the package's path until 95d65da (``torch_csr_chunked`` below), against spotscape's
   own kernel (``spotscape._sparse._host_mm``, numba);
 - similarity scaling's top-k search: one full similarity matrix per slice pair against blocks of
-  queries small enough to stay in cache (``losses._topk_means``);
+  queries small enough to stay in cache (``losses._topk_means``), and in those blocks torch's
+  ``topk`` against spotscape's kernel (``spotscape._topk``);
 - the first layer of both augmented views, X diag(m_v) W1 forward and backward: one masked product
   per view against one shared X W1 minus each view's dropped columns (``SparseMatrix.mm_masked``);
 
@@ -62,6 +63,17 @@ def topk_means_unblocked(query, key_sets, k):
     return out
 
 
+def topk_means_torch_topk(query, key_sets, k, block=1 << 19):
+    """The blocked search with torch's ``topk`` (the package's path until 772bc10)."""
+    out = []
+    for keys in key_sets:
+        chunk = max(64, block // max(keys.shape[0], 1))
+        with torch.no_grad():
+            idx = torch.cat([(query[i : i + chunk] @ keys.T).topk(k, dim=1).indices for i in range(0, query.shape[0], chunk)])
+        out.append((query.unsqueeze(1) * keys[idx]).sum(-1).mean(1))
+    return out
+
+
 def main():
     model = Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
     x, _, rows = model._prepare(model.slices)
@@ -87,6 +99,7 @@ def main():
     new = losses._topk_means(sets[0], sets, 5)
     old = topk_means_unblocked(sets[0], sets, 5)
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(new, old))
+    assert all(torch.equal(p, q) for p, q in zip(new, topk_means_torch_topk(sets[0], sets, 5)))  # same indices, same order
 
     xs = SparseMatrix(x)
     w1 = w.clone().requires_grad_()
@@ -107,6 +120,8 @@ def main():
     lines = [(name, *compare(lambda: torch_csr_chunked(t, d), lambda: _host_mm(m, d), 15)) for name, m, t, d in products] + [
         ("similarity-scaling top-k search, 4 slices (one step, forward)",
          *compare(lambda: ss(topk_means_unblocked), lambda: ss(losses._topk_means), 10)),
+        ("similarity-scaling search in blocks: torch's topk against spotscape's kernel (one step, forward)",
+         *compare(lambda: ss(topk_means_torch_topk), lambda: ss(losses._topk_means), 10)),
         ("first layer of two views, X diag(m_v) W1, forward + backward",
          *compare(lambda: first_layer(lambda: [xs.mm(w1 * m[:, None]) for m in masks]),
                   lambda: first_layer(lambda: xs.mm_masked(w1, masks)), 15)),

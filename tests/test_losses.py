@@ -72,8 +72,11 @@ def test_similarity_scaling_by_hand():
 
 def test_similarity_scaling_chunked_matches_dense():
     g = torch.Generator().manual_seed(2)
-    z1 = torch.relu(torch.randn(90, 6, generator=g)).requires_grad_()
-    z2 = torch.relu(torch.randn(90, 6, generator=g)).requires_grad_()
+    # non-negative as z after its ReLU, but without exact zeros: with ReLU's zeros many similarities
+    # tie at 0, where any choice among them is a top-k and the gradient depends on which one is taken
+    # (spotscape's search keeps the first; torch's topk another)
+    z1 = torch.randn(90, 6, generator=g).abs().requires_grad_()
+    z2 = torch.randn(90, 6, generator=g).abs().requires_grad_()
     slices = [torch.arange(0, 30), torch.arange(30, 55), torch.arange(55, 90)]
     a = losses.similarity_scaling(z1, z2, slices, k=5)
     b = losses.similarity_scaling_dense(z1, z2, slices, k=5)
@@ -124,3 +127,42 @@ def test_pcl_granularities_strictly_increase():
     assert pcl_granularities(7) == [7, 11, 14]
     assert pcl_granularities(2) == [2, 3, 4]
     assert pcl_granularities(1) == [1, 2, 3]
+
+
+def test_host_sparse_product_same_in_blocks_and_on_any_thread_count(monkeypatch):
+    """spotscape's CPU kernels: the exact product up to float rounding, and bit for bit the same
+    whether the dense operand is taken whole or in column blocks, on 1 thread or several."""
+    from spotscape import _sparse
+
+    m = sp.random(500, 300, density=0.05, format="csr", dtype=np.float32, random_state=0)
+    d = torch.randn(300, 100, generator=torch.Generator().manual_seed(0))
+    whole = _sparse._host_mm(m, d)
+    assert torch.allclose(whole.double(), torch.from_numpy(m.astype(np.float64) @ d.double().numpy()), atol=1e-5)
+    monkeypatch.setattr(_sparse, "CACHE_BYTES", 300 * 4 * 16)  # 16 columns per block
+    assert torch.equal(_sparse._host_mm(m, d), whole)
+    # the transposed product: through A^T (the operand fits the 16-column budget) or scattering A's rows
+    g = torch.randn(500, 4, generator=torch.Generator().manual_seed(1))
+    exact = torch.from_numpy(m.T.astype(np.float64) @ g.double().numpy())
+    through = _sparse._host_tmm(m, m.T.tocsr(), g)
+    monkeypatch.setattr(_sparse, "CACHE_BYTES", 300 * 4 * 4)  # now 500 x 4 is over budget and 300 x 4 is not
+    scattered = _sparse._host_tmm(m, m.T.tocsr(), g)
+    assert not torch.equal(through, scattered)  # two summation orders ...
+    assert torch.allclose(through.double(), exact, atol=1e-5) and torch.allclose(scattered.double(), exact, atol=1e-5)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert torch.equal(_sparse._host_tmm(m, m.T.tocsr(), g), scattered)  # ... each the same on any thread count
+        monkeypatch.setattr(_sparse, "CACHE_BYTES", 300 * 4 * 16)
+        assert torch.equal(_sparse._host_mm(m, d), whole)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_topk_indices_as_torch():
+    from spotscape._topk import topk_indices
+
+    g = torch.Generator().manual_seed(0)
+    for shape, k, dtype in (((200, 700), 5, torch.float32), ((3, 5), 5, torch.float32), ((50, 40), 1, torch.float32),
+                            ((30, 90), 7, torch.float64)):
+        s = torch.randn(*shape, generator=g, dtype=dtype)
+        assert torch.equal(topk_indices(s, k), s.topk(k, dim=1).indices)

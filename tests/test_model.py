@@ -116,6 +116,8 @@ def test_slice_batchnorm_by_hand():
         rows = hn[codes.numpy() == s]
         want = (rows - rows.mean(0)) / np.sqrt(rows.var(0) + 1e-5) * [1.0, 2.0, 0.5] + [0.0, -1.0, 1.0]
         np.testing.assert_allclose(on[codes.numpy() == s], want, rtol=1e-5, atol=1e-5)
+    order = torch.argsort(codes, stable=True)  # each slice's rows consecutive, as in a full batch
+    torch.testing.assert_close(norm(h[order], codes[order]), out[order])
     bn = torch.nn.BatchNorm1d(3).train()
     bn.load_state_dict({**bn.state_dict(), "weight": norm.weight.data, "bias": norm.bias.data})
     torch.testing.assert_close(norm(h), bn(h))

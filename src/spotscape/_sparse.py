@@ -14,6 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._threads import numba_threads_as_torch
+
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
 warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
 
@@ -49,10 +51,36 @@ def _csr_dense(indptr, indices, data, dense, out):
         out[i] = acc
 
 
-try:  # compiled once per machine (about 7 s), then loaded from numba's cache
-    _csr_dense_kernel = numba.njit(parallel=True, cache=True)(_csr_dense)
-except RuntimeError:  # no writable cache location: compile in every process
-    _csr_dense_kernel = numba.njit(parallel=True)(_csr_dense)
+PARTS = 8  # row ranges of ``_csr_t_dense``, fixed so that its sums do not depend on the thread count
+
+
+def _csr_t_dense(indptr, indices, data, dense, n_out):
+    """A^T @ dense for CSR ``A`` (n x n_out), scattering A's rows: ``PARTS`` fixed ranges of rows,
+    each into its own n_out x w buffer, then the buffers added in order. Reads ``dense`` once, in
+    order, where ``_csr_dense`` on A^T reads it at random (``_host_tmm`` picks)."""
+    n, w = dense.shape
+    buf = np.zeros((PARTS, n_out, w), dtype=np.float32)
+    for p in numba.prange(PARTS):
+        b = buf[p]
+        for i in range(p * n // PARTS, (p + 1) * n // PARTS):
+            row = dense[i]
+            for j in range(indptr[i], indptr[i + 1]):
+                v, o = data[j], b[indices[j]]
+                for c in range(w):
+                    o[c] += v * row[c]
+    for p in range(1, PARTS):
+        buf[0] += buf[p]
+    return buf[0].copy()
+
+
+def _jit(f):
+    try:  # compiled once per machine (about 7 s), then loaded from numba's cache
+        return numba.njit(parallel=True, cache=True)(f)
+    except RuntimeError:  # no writable cache location: compile in every process
+        return numba.njit(parallel=True)(f)
+
+
+_csr_dense_kernel, _csr_t_dense_kernel = _jit(_csr_dense), _jit(_csr_t_dense)
 
 
 CACHE_BYTES = 4 << 20  # dense operand read per kernel call, at most (column blocks below)
@@ -65,7 +93,7 @@ def _host_mm(a: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     d = dense.detach().contiguous().numpy()
     if d.dtype != np.float32:
         return torch.from_numpy(np.asarray(a.astype(d.dtype) @ d))
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    numba_threads_as_torch()
     cols = max(16, 1 << int(np.log2(max(CACHE_BYTES // (4 * max(d.shape[0], 1)), 1))))
     blocks = []
     for i in range(0, max(d.shape[1], 1), cols):
@@ -76,15 +104,26 @@ def _host_mm(a: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1))
 
 
+def _host_tmm(a: sp.csr_matrix, a_t: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
+    """``a^T @ dense`` on the CPU (``a_t`` = a^T in CSR). When ``dense`` is too large for cache and
+    the result is not, A's rows are scattered instead (``_csr_t_dense``): the four slices'
+    ``X^T G``, 14,364 x 3,851, 0.26 s through A^T in blocks, 0.17 s scattered."""
+    w = dense.shape[1] if dense.dim() == 2 else 0
+    if dense.dtype != torch.float32 or dense.shape[0] * w * 4 <= CACHE_BYTES or a.shape[1] * w * 4 > CACHE_BYTES:
+        return _host_mm(a_t, dense)
+    numba_threads_as_torch()
+    return torch.from_numpy(_csr_t_dense_kernel(a.indptr, a.indices, a.data, dense.detach().contiguous().numpy(), a.shape[1]))
+
+
 class _HostMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, a_t, dense):  # noqa: D401 - torch API
-        ctx.a_t = a_t
+        ctx.a, ctx.a_t = a, a_t
         return _host_mm(a, dense)
 
     @staticmethod
     def backward(ctx, grad):
-        return None, None, _host_mm(ctx.a_t, grad)
+        return None, None, _host_tmm(ctx.a, ctx.a_t, grad)
 
 
 class _SparseMM(torch.autograd.Function):

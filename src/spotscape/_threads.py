@@ -1,4 +1,4 @@
-"""torch's CPU thread count, kept from numba.
+"""torch's CPU thread count, kept from numba; numba's kernels run on torch's count.
 
 The first of scanpy's parallel numba kernels to run in a process (e.g. seurat_v3 HVGs on sparse
 counts) starts numba's OpenMP threading layer, which sets the OpenMP thread count that torch reads
@@ -20,3 +20,8 @@ def start_numba_threads() -> None:
     numba.get_num_threads()  # launches the layer's threads on first call
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def numba_threads_as_torch() -> None:
+    """Run numba's parallel kernels (spotscape's own, on a CPU) on torch's thread count."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ._gather import gather_rows
+from ._topk import topk_indices
 from ._sparse import SparseMatrix
 
 
@@ -79,7 +80,7 @@ def _topk_means(query: torch.Tensor, key_sets: list[torch.Tensor], k: int, block
         kk = min(k, keys.shape[0])
         chunk = max(64, block // max(keys.shape[0], 1))  # 64 rows at least: few calls on large slices
         with torch.no_grad():
-            idx = torch.cat([(query[i : i + chunk] @ keys.T).topk(kk, dim=1).indices for i in range(0, query.shape[0], chunk)])
+            idx = torch.cat([topk_indices(query[i : i + chunk] @ keys.T, kk) for i in range(0, query.shape[0], chunk)])
         out.append((query.unsqueeze(1) * gather_rows(keys, idx)).sum(-1).mean(1))  # keys[idx], deterministic
     return out
 

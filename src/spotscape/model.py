@@ -37,14 +37,18 @@ class SliceBatchNorm(nn.Module):
         if codes is None:
             codes = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
         if stats is None:
-            ids, pos = torch.unique(codes, return_inverse=True)
-            rows = [h[codes == s] for s in ids]
+            ids, pos, counts = torch.unique(codes, return_inverse=True, return_counts=True)
+            if bool((codes[1:] >= codes[:-1]).all()):  # slices in consecutive rows (full batch): views, no copies
+                rows = torch.split(h, counts.tolist())
+            else:
+                rows = [h[codes == s] for s in ids]
             mu = torch.stack([r.mean(0) for r in rows])
             var = torch.stack([r.var(0, unbiased=False) for r in rows])
         else:
             (mu, var), pos = stats, codes
-        mu, var = gather_rows(mu, pos), gather_rows(var, pos)  # mu[pos], var[pos] with a deterministic gradient
-        return (h - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        scale = self.weight * torch.rsqrt(var + self.eps)  # slices x features: the formula above, as h * scale + shift
+        shift = self.bias - mu * scale
+        return h * gather_rows(scale, pos) + gather_rows(shift, pos)  # scale[pos], with a deterministic gradient
 
 
 class GCNEncoder(nn.Module):

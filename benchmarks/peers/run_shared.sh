@@ -83,3 +83,8 @@ run_to peers_time_2026-12-02 --seeds 4 --tools spagcn spotscape --datasets dlpfc
 # First SpaGCN and spotscape alternating in one session on the single slices, into a file of its own
 run_to peers_time_2026-12-02b --seeds 2 --tools spagcn spotscape --datasets $single
 run --ten-seeds --tools spotscape --rerun spotscape --datasets $single
+# ... and after the integration's speed-ups (per-slice BatchNorm as a scale and shift, the top-k
+# kernel, the scattered X^T G; single slices unchanged bit for bit): the four slices integrated,
+# spotscape's rows again, then two more SpaGCN / spotscape pairs into the day's second timing file
+run --tools spotscape --rerun spotscape --datasets dlpfc_4_integrated
+run_to peers_time_2026-12-02b --seeds 2 --tools spagcn spotscape --datasets dlpfc_4_integrated

@@ -4,7 +4,7 @@ the old way and the way the package does them now (medians of repeats, this mach
 - the sparse input times a 256-column dense matrix, forward (X W) and backward (X^T G), on the
   four slices and on 151673 alone: torch's CSR product (MKL) against column blocks of 64 with int32
   indices, the package's path until 95d65da (``torch_csr_chunked`` below), against spotscape's
-  own kernel (``spotscape._sparse._host_mm``, numba);
+  own kernels (``spotscape._sparse._host_mm`` and, for X^T G, ``_host_tmm``, numba);
 - similarity scaling's top-k search: one full similarity matrix per slice pair against blocks of
   queries small enough to stay in cache (``losses._topk_means``), and in those blocks torch's
   ``topk`` against spotscape's kernel (``spotscape._topk``);
@@ -21,12 +21,13 @@ import time
 
 import anndata as ad
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from dlpfc import DATA, SLICES
 from spotscape import Spotscape, losses
-from spotscape._sparse import SparseMatrix, _host_mm
+from spotscape._sparse import SparseMatrix, _host_mm, _host_tmm
 
 
 def torch_csr(m):
@@ -84,15 +85,17 @@ def main():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(x.shape[1], 256, generator=g)
     grad = torch.randn(x.shape[0], 256, generator=g)
-    products = []  # (name, scipy CSR, the same as a torch CSR tensor, dense)
+    products = []  # (name, the matrix as a torch CSR tensor, dense operand, spotscape's product)
     for name, m in (("four slices, 14,364 x 3,851", x), (f"{SLICES[0]}, {x1.shape[0]:,} x {x1.shape[1]:,}", x1)):
         mt = m.T.tocsr()
         dw, dg = torch.randn(m.shape[1], 256, generator=g), torch.randn(m.shape[0], 256, generator=g)
-        products += [(f"X W (forward), {name}, W 256 columns", m, torch_csr(m), dw),
-                     (f"X^T G (backward), {name}, G 256 columns", mt, torch_csr(mt), dg)]
-    for _, m, t, d in products:  # same values up to float rounding (summation order)
-        exact = torch.from_numpy(m.astype(np.float64) @ d.double().numpy())
-        for got in (_host_mm(m, d), torch_csr_chunked(t, d)):
+        products += [(f"X W (forward), {name}, W 256 columns", torch_csr(m), dw, lambda m=m, d=dw: _host_mm(m, d)),
+                     (f"X^T G (backward), {name}, G 256 columns", torch_csr(mt), dg,
+                      lambda m=m, mt=mt, d=dg: _host_tmm(m, mt, d))]
+    for _, t, d, now in products:  # same values up to float rounding (summation order)
+        exact = torch.from_numpy(sp.csr_matrix((t.values().double().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()),
+                                               shape=t.shape) @ d.double().numpy())
+        for got in (now(), torch_csr_chunked(t, d)):
             assert torch.allclose(got.double(), exact, rtol=1e-4, atol=1e-2)
     z = F.normalize(torch.randn(x.shape[0], 64, generator=g), dim=1)
     sets = [z[torch.from_numpy(r)] for r in rows]
@@ -117,7 +120,7 @@ def main():
         for q in sets:
             search(q, sets, 5)
 
-    lines = [(name, *compare(lambda: torch_csr_chunked(t, d), lambda: _host_mm(m, d), 15)) for name, m, t, d in products] + [
+    lines = [(name, *compare(lambda: torch_csr_chunked(t, d), now, 15)) for name, t, d, now in products] + [
         ("similarity-scaling top-k search, 4 slices (one step, forward)",
          *compare(lambda: ss(topk_means_unblocked), lambda: ss(losses._topk_means), 10)),
         ("similarity-scaling search in blocks: torch's topk against spotscape's kernel (one step, forward)",

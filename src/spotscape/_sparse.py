@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._threads import numba_threads_as_torch
+from ._threads import numba_threads_as_torch, parallel_jit
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
 warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
@@ -31,7 +31,7 @@ def _csr_dense(indptr, indices, data, dense, out):
     """out = A @ dense for CSR ``A`` (float32), a row of ``out`` per task; four stored values per
     pass over the row of ``out``. Each row is summed by one thread in a fixed order, so the result
     does not depend on the number of threads. Against torch's CSR product (MKL) on this project's
-    2-core CPU: 1.4-1.9x faster for the 5,000-gene DLPFC input times 256 columns, forward and
+    2-core CPU: 1.4x and 1.7x faster for 151673's 5,000-gene input times 256 columns, forward and
     backward (``benchmarks/kernels.py``)."""
     w = dense.shape[1]
     for i in numba.prange(len(indptr) - 1):
@@ -73,14 +73,7 @@ def _csr_t_dense(indptr, indices, data, dense, n_out):
     return buf[0].copy()
 
 
-def _jit(f):
-    try:  # compiled once per machine (about 7 s), then loaded from numba's cache
-        return numba.njit(parallel=True, cache=True)(f)
-    except RuntimeError:  # no writable cache location: compile in every process
-        return numba.njit(parallel=True)(f)
-
-
-_csr_dense_kernel, _csr_t_dense_kernel = _jit(_csr_dense), _jit(_csr_t_dense)
+_csr_dense_kernel, _csr_t_dense_kernel = parallel_jit(_csr_dense), parallel_jit(_csr_t_dense)
 
 
 CACHE_BYTES = 4 << 20  # dense operand read per kernel call, at most (column blocks below)
@@ -107,7 +100,8 @@ def _host_mm(a: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
 def _host_tmm(a: sp.csr_matrix, a_t: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     """``a^T @ dense`` on the CPU (``a_t`` = a^T in CSR). When ``dense`` is too large for cache and
     the result is not, A's rows are scattered instead (``_csr_t_dense``): the four slices'
-    ``X^T G``, 14,364 x 3,851, 0.26 s through A^T in blocks, 0.17 s scattered."""
+    ``X^T G`` (14,364 x 3,851, 256 columns) 1.4x faster than torch's CSR product
+    (``benchmarks/kernels.py``), where the blocked ``_host_mm`` on A^T was not."""
     w = dense.shape[1] if dense.dim() == 2 else 0
     if dense.dtype != torch.float32 or dense.shape[0] * w * 4 <= CACHE_BYTES or a.shape[1] * w * 4 > CACHE_BYTES:
         return _host_mm(a_t, dense)

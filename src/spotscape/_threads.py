@@ -1,4 +1,5 @@
-"""torch's CPU thread count, kept from numba; numba's kernels run on torch's count.
+"""torch's CPU thread count, kept from numba; spotscape's numba kernels compiled once and run on
+torch's count.
 
 The first of scanpy's parallel numba kernels to run in a process (e.g. seurat_v3 HVGs on sparse
 counts) starts numba's OpenMP threading layer, which sets the OpenMP thread count that torch reads
@@ -25,3 +26,12 @@ def start_numba_threads() -> None:
 def numba_threads_as_torch() -> None:
     """Run numba's parallel kernels (spotscape's own, on a CPU) on torch's thread count."""
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def parallel_jit(f):
+    """``f`` as a parallel numba kernel, compiled once per machine (about 7 s) and then loaded from
+    numba's cache; compiled in every process where no cache location is writable."""
+    try:
+        return numba.njit(parallel=True, cache=True)(f)
+    except RuntimeError:
+        return numba.njit(parallel=True)(f)

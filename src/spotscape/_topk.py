@@ -1,7 +1,8 @@
 """Indices of each row's k largest values, for similarity scaling's search (``losses._topk_means``).
 
 On a CPU a numba kernel: one pass over each row keeping the k best in a small sorted list, so
-nearly every value costs one comparison (torch's ``topk`` partially sorts each row). Same indices
+nearly every value costs one comparison (torch's ``topk`` partially sorts each row); 1.05x for
+similarity scaling's whole search, where the products dominate (``benchmarks/kernels.py``). Same indices
 in the same order (largest first) as ``torch.topk``, except among exactly equal values, where
 this keeps the first. On a GPU, ``torch.topk``.
 """
@@ -11,7 +12,7 @@ import numba
 import numpy as np
 import torch
 
-from ._threads import numba_threads_as_torch
+from ._threads import numba_threads_as_torch, parallel_jit
 
 
 def _topk_rows(sim, k, out):
@@ -30,10 +31,7 @@ def _topk_rows(sim, k, out):
         out[i] = best
 
 
-try:  # compiled once per machine, then loaded from numba's cache (as ``_sparse``)
-    _kernel = numba.njit(parallel=True, cache=True)(_topk_rows)
-except RuntimeError:
-    _kernel = numba.njit(parallel=True)(_topk_rows)
+_kernel = parallel_jit(_topk_rows)
 
 
 def topk_indices(sim: torch.Tensor, k: int) -> torch.Tensor:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ._gather import gather_rows
-from ._topk import topk_indices
 from ._sparse import SparseMatrix
+from ._topk import topk_indices
 
 
 def similarity_telescope(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

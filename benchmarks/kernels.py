@@ -2,9 +2,11 @@
 the old way and the way the package does them now (medians of repeats, this machine's threads):
 
 - the sparse input times a 256-column dense matrix, forward (X W) and backward (X^T G), on the
-  four slices and on 151673 alone: torch's CSR product (MKL) against column blocks of 64 with int32
-  indices, the package's path until 95d65da (``torch_csr_chunked`` below), against spotscape's
-  own kernels (``spotscape._sparse._host_mm`` and, for X^T G, ``_host_tmm``, numba);
+  four slices and on 151673 and 151674 alone: torch's CSR product (MKL) against column blocks of 64 with int32
+  indices, the package's path until 95d65da (``torch_csr_chunked`` below), and spotscape's numba
+  kernel as it was until the commit after ea4a4e9 (the dense operand whole or in column blocks,
+  the four slices' X^T G by scattering X's rows), against spotscape's kernel now
+  (``spotscape._sparse._host_mm``: the dense operand in chunks of rows; X^T G as X^T's product);
 - similarity scaling's top-k search: one full similarity matrix per slice pair against blocks of
   queries small enough to stay in cache (``losses._topk_means``), and in those blocks torch's
   ``topk`` against spotscape's kernel (``spotscape._topk``);
@@ -20,6 +22,7 @@ from __future__ import annotations
 import time
 
 import anndata as ad
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 
 from dlpfc import DATA, SLICES
 from spotscape import Spotscape, losses
-from spotscape._sparse import SparseMatrix, _host_mm, _host_tmm
+from spotscape._sparse import HostCSR, SparseMatrix, _csr_dense_kernel, _host_mm
 
 
 def torch_csr(m):
@@ -39,6 +42,39 @@ def torch_csr(m):
 def torch_csr_chunked(a, dense):
     """``a @ dense`` 64 columns at a time (the slice of ``dense`` read at random stays in cache)."""
     return torch.cat([a @ dense[:, i : i + 64].contiguous() for i in range(0, dense.shape[1], 64)], 1)
+
+
+def numba_unchunked(m, dense, cache_bytes=4 << 20):
+    """spotscape's numba kernel before the chunks of rows (until the commit after ea4a4e9): the dense
+    operand whole, or in column blocks of at most 4 MB."""
+    d = dense.numpy()
+    cols = max(16, 1 << int(np.log2(max(cache_bytes // (4 * d.shape[0]), 1))))
+    blocks = []
+    for i in range(0, d.shape[1], cols):
+        block = np.ascontiguousarray(d[:, i : i + cols]) if cols < d.shape[1] else d
+        out = np.empty((m.shape[0], block.shape[1]), dtype=np.float32)
+        _csr_dense_kernel(m.indptr, m.indices, m.data, block, out)
+        blocks.append(out)
+    return torch.from_numpy(np.concatenate(blocks, axis=1))
+
+
+@numba.njit(parallel=True)
+def _scatter(indptr, indices, data, dense, n_out, parts=8):
+    """A^T @ dense by scattering A's rows into 8 fixed partial sums (the four slices' X^T G until
+    the commit after ea4a4e9)."""
+    n, w = dense.shape
+    buf = np.zeros((parts, n_out, w), dtype=np.float32)
+    for p in numba.prange(parts):
+        b = buf[p]
+        for i in range(p * n // parts, (p + 1) * n // parts):
+            row = dense[i]
+            for j in range(indptr[i], indptr[i + 1]):
+                v, o = data[j], b[indices[j]]
+                for c in range(w):
+                    o[c] += v * row[c]
+    for p in range(1, parts):
+        buf[0] += buf[p]
+    return buf[0].copy()
 
 
 def timed(f):
@@ -79,23 +115,29 @@ def main():
     model = Spotscape([ad.read_h5ad(DATA / f"{s}.h5ad") for s in SLICES], n_domains=7, seed=0, device="cpu")
     x, _, rows = model._prepare(model.slices)
     x.sort_indices()
-    one = Spotscape(ad.read_h5ad(DATA / f"{SLICES[0]}.h5ad"), n_domains=7, seed=0, device="cpu")
-    x1 = one._prepare(one.slices)[0]
-    x1.sort_indices()
+    singles = []  # 151673 (8 % filled) and 151674 (15 %)
+    for name in SLICES[:2]:
+        one = Spotscape(ad.read_h5ad(DATA / f"{name}.h5ad"), n_domains=7, seed=0, device="cpu")
+        singles.append((name, one._prepare(one.slices)[0]))
     g = torch.Generator().manual_seed(0)
     w = torch.randn(x.shape[1], 256, generator=g)
     grad = torch.randn(x.shape[0], 256, generator=g)
-    products = []  # (name, the matrix as a torch CSR tensor, dense operand, spotscape's product)
-    for name, m in (("four slices, 14,364 x 3,851", x), (f"{SLICES[0]}, {x1.shape[0]:,} x {x1.shape[1]:,}", x1)):
-        mt = m.T.tocsr()
+    products = []  # (name, the matrix as a torch CSR tensor, dense operand, spotscape's product, its previous one)
+    for name, m in [("four slices, 14,364 x 3,851", x)] + [(f"{s}, {m.shape[0]:,} x {m.shape[1]:,}", m) for s, m in singles]:
+        m.sort_indices()
+        h, mt = HostCSR(m), m.T.tocsr()
+        ht = HostCSR(mt)
         dw, dg = torch.randn(m.shape[1], 256, generator=g), torch.randn(m.shape[0], 256, generator=g)
-        products += [(f"X W (forward), {name}, W 256 columns", torch_csr(m), dw, lambda m=m, d=dw: _host_mm(m, d)),
+        products += [(f"X W (forward), {name}, W 256 columns", torch_csr(m), dw, lambda h=h, d=dw: _host_mm(h, d),
+                      lambda m=m, d=dw: numba_unchunked(m, d)),
                      (f"X^T G (backward), {name}, G 256 columns", torch_csr(mt), dg,
-                      lambda m=m, mt=mt, d=dg: _host_tmm(m, mt, d))]
-    for _, t, d, now in products:  # same values up to float rounding (summation order)
+                      lambda ht=ht, d=dg: _host_mm(ht, d),
+                      (lambda m=m, d=dg: torch.from_numpy(_scatter(m.indptr, m.indices, m.data, d.numpy(), m.shape[1])))
+                      if m is x else (lambda mt=mt, d=dg: numba_unchunked(mt, d)))]
+    for _, t, d, now, previous in products:  # same values up to float rounding (summation order)
         exact = torch.from_numpy(sp.csr_matrix((t.values().double().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()),
                                                shape=t.shape) @ d.double().numpy())
-        for got in (now(), torch_csr_chunked(t, d)):
+        for got in (now(), previous(), torch_csr_chunked(t, d)):
             assert torch.allclose(got.double(), exact, rtol=1e-4, atol=1e-2)
     z = F.normalize(torch.randn(x.shape[0], 64, generator=g), dim=1)
     sets = [z[torch.from_numpy(r)] for r in rows]
@@ -120,7 +162,9 @@ def main():
         for q in sets:
             search(q, sets, 5)
 
-    lines = [(name, *compare(lambda: torch_csr_chunked(t, d), now, 15)) for name, t, d, now in products] + [
+    lines = [(name, *compare(lambda: torch_csr_chunked(t, d), now, 15)) for name, t, d, now, _ in products] + [
+        (f"{name}: previous numba kernel against chunks of rows",
+         *compare(previous, now, 15)) for name, t, d, now, previous in products] + [
         ("similarity-scaling top-k search, 4 slices (one step, forward)",
          *compare(lambda: ss(topk_means_unblocked), lambda: ss(losses._topk_means), 10)),
         ("similarity-scaling search in blocks: torch's topk against spotscape's kernel (one step, forward)",

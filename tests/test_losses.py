@@ -129,30 +129,37 @@ def test_pcl_granularities_strictly_increase():
     assert pcl_granularities(1) == [1, 2, 3]
 
 
-def test_host_sparse_product_same_in_blocks_and_on_any_thread_count(monkeypatch):
-    """spotscape's CPU kernels: the exact product up to float rounding, and bit for bit the same
-    whether the dense operand is taken whole or in column blocks, on 1 thread or several."""
+def test_host_sparse_product_same_in_blocks_chunks_and_on_any_thread_count(monkeypatch):
+    """spotscape's CPU kernel: the exact product up to float rounding; bit for bit the same whether
+    the dense operand is taken whole or in column blocks, and on 1 thread or several; in chunks of
+    rows (the path of the 5,000-gene input), the same on any thread count and for any number of
+    row blocks, and another summation order than whole."""
     from spotscape import _sparse
 
-    m = sp.random(500, 300, density=0.05, format="csr", dtype=np.float32, random_state=0)
+    m = sp.random(500, 300, density=0.2, format="csr", dtype=np.float32, random_state=0)
     d = torch.randn(300, 100, generator=torch.Generator().manual_seed(0))
-    whole = _sparse._host_mm(m, d)
-    assert torch.allclose(whole.double(), torch.from_numpy(m.astype(np.float64) @ d.double().numpy()), atol=1e-5)
+    exact = torch.from_numpy(m.astype(np.float64) @ d.double().numpy())
+    whole = _sparse._host_mm(m, d)  # 300 x 100 floats: one chunk of 128 KB, so not chunked
+    assert torch.allclose(whole.double(), exact, atol=1e-4)
     monkeypatch.setattr(_sparse, "CACHE_BYTES", 300 * 4 * 16)  # 16 columns per block
     assert torch.equal(_sparse._host_mm(m, d), whole)
-    # the transposed product: through A^T (the operand fits the 16-column budget) or scattering A's rows
-    g = torch.randn(500, 4, generator=torch.Generator().manual_seed(1))
-    exact = torch.from_numpy(m.T.astype(np.float64) @ g.double().numpy())
-    through = _sparse._host_tmm(m, m.T.tocsr(), g)
-    monkeypatch.setattr(_sparse, "CACHE_BYTES", 300 * 4 * 4)  # now 500 x 4 is over budget and 300 x 4 is not
-    scattered = _sparse._host_tmm(m, m.T.tocsr(), g)
-    assert not torch.equal(through, scattered)  # two summation orders ...
-    assert torch.allclose(through.double(), exact, atol=1e-5) and torch.allclose(scattered.double(), exact, atol=1e-5)
+    monkeypatch.setattr(_sparse, "CHUNK_BYTES", 32 * 100 * 4)  # chunks of 32 rows of d: 10 chunks, 6 values per row in each
+    monkeypatch.setattr(_sparse, "MIN_PER_CHUNK", 4)
+    h = _sparse.HostCSR(m.copy())
+    chunked = _sparse._host_mm(h, d)
+    assert list(h._starts) == [32]  # the chunked path was taken
+    assert not torch.equal(chunked, whole) and torch.allclose(chunked.double(), exact, atol=1e-4)
+    monkeypatch.setattr(_sparse, "MIN_PER_CHUNK", 7)  # too few values per chunk: whole again
+    assert torch.equal(_sparse._host_mm(m, d), whole)
+    monkeypatch.setattr(_sparse, "MIN_PER_CHUNK", 4)
+    out = np.zeros((500, 100), dtype=np.float32)
+    _sparse._csr_dense_chunked_kernel(h.starts(32), m.indices, m.data, d.numpy(), out, 3)  # 3 row blocks, not 16
+    assert torch.equal(torch.from_numpy(out), chunked)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert torch.equal(_sparse._host_tmm(m, m.T.tocsr(), g), scattered)  # ... each the same on any thread count
-        monkeypatch.setattr(_sparse, "CACHE_BYTES", 300 * 4 * 16)
+        assert torch.equal(_sparse._host_mm(h, d), chunked)
+        monkeypatch.setattr(_sparse, "CHUNK_BYTES", 128 << 10)
         assert torch.equal(_sparse._host_mm(m, d), whole)
     finally:
         torch.set_num_threads(threads)

@@ -51,73 +51,110 @@ def _csr_dense(indptr, indices, data, dense, out):
         out[i] = acc
 
 
-PARTS = 8  # row ranges of ``_csr_t_dense``, fixed so that its sums do not depend on the thread count
+def _chunk_starts(indptr, indices, step, k):
+    """starts[i, c]: where row i's stored values in columns [c * step, (c + 1) * step) begin
+    (indices sorted within rows); starts[i, k] = the row's end."""
+    n = len(indptr) - 1
+    starts = np.empty((n, k + 1), dtype=np.int64)
+    for i in numba.prange(n):
+        c = 0
+        starts[i, 0] = indptr[i]
+        for j in range(indptr[i], indptr[i + 1]):
+            while indices[j] >= (c + 1) * step:
+                c += 1
+                starts[i, c] = j
+        while c < k:
+            c += 1
+            starts[i, c] = indptr[i + 1]
+    return starts
 
 
-def _csr_t_dense(indptr, indices, data, dense, n_out):
-    """A^T @ dense for CSR ``A`` (n x n_out), scattering A's rows: ``PARTS`` fixed ranges of rows,
-    each into its own n_out x w buffer, then the buffers added in order. Reads ``dense`` once, in
-    order, where ``_csr_dense`` on A^T reads it at random (``_host_tmm`` picks)."""
-    n, w = dense.shape
-    buf = np.zeros((PARTS, n_out, w), dtype=np.float32)
-    for p in numba.prange(PARTS):
-        b = buf[p]
-        for i in range(p * n // PARTS, (p + 1) * n // PARTS):
-            row = dense[i]
-            for j in range(indptr[i], indptr[i + 1]):
-                v, o = data[j], b[indices[j]]
-                for c in range(w):
-                    o[c] += v * row[c]
-    for p in range(1, PARTS):
-        buf[0] += buf[p]
-    return buf[0].copy()
+def _csr_dense_chunked(starts, indices, data, dense, out, blocks):
+    """out += A @ dense, ``dense`` taken in chunks of rows (``starts``: ``_chunk_starts``) small
+    enough to stay in a core's own cache while a block of A's rows reads it at random. Each row of
+    ``out`` is summed by one thread, chunk after chunk, four stored values per pass as in
+    ``_csr_dense``: the result does not depend on ``blocks`` or the number of threads."""
+    n, k, w = starts.shape[0], starts.shape[1] - 1, dense.shape[1]
+    for b in numba.prange(blocks):
+        for c in range(k):
+            for i in range(b * n // blocks, (b + 1) * n // blocks):
+                acc, j, end = out[i], starts[i, c], starts[i, c + 1]
+                while j + 3 < end:
+                    v0, v1, v2, v3 = data[j], data[j + 1], data[j + 2], data[j + 3]
+                    r0, r1, r2, r3 = dense[indices[j]], dense[indices[j + 1]], dense[indices[j + 2]], dense[indices[j + 3]]
+                    for q in range(w):
+                        acc[q] += (v0 * r0[q] + v1 * r1[q]) + (v2 * r2[q] + v3 * r3[q])
+                    j += 4
+                while j < end:
+                    v, r = data[j], dense[indices[j]]
+                    for q in range(w):
+                        acc[q] += v * r[q]
+                    j += 1
 
 
-_csr_dense_kernel, _csr_t_dense_kernel = parallel_jit(_csr_dense), parallel_jit(_csr_t_dense)
+_csr_dense_kernel = parallel_jit(_csr_dense)
+_chunk_starts_kernel, _csr_dense_chunked_kernel = parallel_jit(_chunk_starts), parallel_jit(_csr_dense_chunked)
 
 
 CACHE_BYTES = 4 << 20  # dense operand read per kernel call, at most (column blocks below)
+CHUNK_BYTES = 128 << 10  # dense operand's rows per chunk (``_csr_dense_chunked``): this many bytes,
+# a quarter of a core's L2 cache here; 64 KB and 256 KB timed the same (benchmarks/kernels.py)
+MIN_PER_CHUNK = 8  # chunks only where A's rows hold at least this many stored values per chunk on average
 
 
-def _host_mm(a: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
+class HostCSR:
+    """A fixed CSR matrix (scipy's, ``.m``, indices sorted) for the CPU kernels, with the chunk
+    starts of ``_csr_dense_chunked`` kept per chunk size once computed."""
+
+    def __init__(self, m: sp.csr_matrix):
+        m.sort_indices()
+        self.m, self.shape, self.nnz = m, m.shape, m.nnz
+        self._starts: dict[int, np.ndarray] = {}
+
+    def starts(self, step: int) -> np.ndarray:
+        if step not in self._starts:
+            k = -(-self.shape[1] // step)
+            self._starts[step] = _chunk_starts_kernel(self.m.indptr, self.m.indices, step, k)
+        return self._starts[step]
+
+
+def _host_mm(a: HostCSR | sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     """``a @ dense`` on the CPU, on torch's thread count. ``dense`` is read at random rows, so it is
-    taken in blocks of columns that stay in cache (4 MB): whole for 256 columns of up to 4,096 rows
-    (every single DLPFC slice), 64 columns at a time for 14,364 rows."""
+    cut to fit in cache: in chunks of 128 KB of rows where A's rows hold enough stored values per
+    chunk (the 5,000-gene input of a DLPFC slice times 256 columns: 40 chunks, 20 to 38 values per
+    row and chunk), otherwise in blocks of columns of at most 4 MB (the spatial graph, 7 values per
+    row)."""
+    a = a if isinstance(a, HostCSR) else HostCSR(a)
+    m = a.m
     d = dense.detach().contiguous().numpy()
     if d.dtype != np.float32:
-        return torch.from_numpy(np.asarray(a.astype(d.dtype) @ d))
+        return torch.from_numpy(np.asarray(m.astype(d.dtype) @ d))
     numba_threads_as_torch()
+    step = max(1, CHUNK_BYTES // (4 * max(d.shape[1], 1)))
+    k = -(-a.shape[1] // step)
+    if k > 1 and a.nnz >= MIN_PER_CHUNK * k * a.shape[0]:
+        out = np.zeros((a.shape[0], d.shape[1]), dtype=np.float32)
+        _csr_dense_chunked_kernel(a.starts(step), m.indices, m.data, d, out, max(1, min(a.shape[0], 8 * numba.get_num_threads())))
+        return torch.from_numpy(out)
     cols = max(16, 1 << int(np.log2(max(CACHE_BYTES // (4 * max(d.shape[0], 1)), 1))))
     blocks = []
     for i in range(0, max(d.shape[1], 1), cols):
         block = np.ascontiguousarray(d[:, i : i + cols]) if cols < d.shape[1] else d
         out = np.empty((a.shape[0], block.shape[1]), dtype=np.float32)
-        _csr_dense_kernel(a.indptr, a.indices, a.data, block, out)
+        _csr_dense_kernel(m.indptr, m.indices, m.data, block, out)
         blocks.append(out)
     return torch.from_numpy(blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1))
-
-
-def _host_tmm(a: sp.csr_matrix, a_t: sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
-    """``a^T @ dense`` on the CPU (``a_t`` = a^T in CSR). When ``dense`` is too large for cache and
-    the result is not, A's rows are scattered instead (``_csr_t_dense``): the four slices'
-    ``X^T G`` (14,364 x 3,851, 256 columns) 1.4x faster than torch's CSR product
-    (``benchmarks/kernels.py``), where the blocked ``_host_mm`` on A^T was not."""
-    w = dense.shape[1] if dense.dim() == 2 else 0
-    if dense.dtype != torch.float32 or dense.shape[0] * w * 4 <= CACHE_BYTES or a.shape[1] * w * 4 > CACHE_BYTES:
-        return _host_mm(a_t, dense)
-    numba_threads_as_torch()
-    return torch.from_numpy(_csr_t_dense_kernel(a.indptr, a.indices, a.data, dense.detach().contiguous().numpy(), a.shape[1]))
 
 
 class _HostMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, a_t, dense):  # noqa: D401 - torch API
-        ctx.a, ctx.a_t = a, a_t
+        ctx.a_t = a_t
         return _host_mm(a, dense)
 
     @staticmethod
     def backward(ctx, grad):
-        return None, None, _host_tmm(ctx.a, ctx.a_t, grad)
+        return None, None, _host_mm(ctx.a_t, grad)
 
 
 class _SparseMM(torch.autograd.Function):
@@ -155,8 +192,8 @@ class SparseMatrix:
             self._a = torch.from_numpy(m.toarray()).to(device)
             self._a_t = self._a.T
         elif self.host:
-            m.sort_indices()
-            self._a, self._a_t = m, m if symmetric else m.T.tocsr()
+            self._a = HostCSR(m)
+            self._a_t = self._a if symmetric else HostCSR(m.T.tocsr())
         else:
             self._a = _to_torch_csr(m, device)
             self._a_t = self._a if symmetric else _to_torch_csr(m.T.tocsr(), device)
@@ -188,8 +225,8 @@ class SparseMatrix:
             if len(drop) == 0:
                 out.append(full)
                 continue
-            sub_t = self._a_t[drop.numpy()]  # rows of A^T = columns of A
-            out.append(full - _HostMM.apply(sub_t.T.tocsr(), sub_t, w[drop]))
+            sub_t = self._a_t.m[drop.numpy()]  # rows of A^T = columns of A
+            out.append(full - _HostMM.apply(HostCSR(sub_t.T.tocsr()), HostCSR(sub_t), w[drop]))
         return out
 
     def tmm(self, dense: torch.Tensor) -> torch.Tensor:

@@ -88,3 +88,11 @@ run --ten-seeds --tools spotscape --rerun spotscape --datasets $single
 # spotscape's rows again, then two more SpaGCN / spotscape pairs into the day's second timing file
 run --tools spotscape --rerun spotscape --datasets dlpfc_4_integrated
 run_to peers_time_2026-12-02b --seeds 2 --tools spagcn spotscape --datasets dlpfc_4_integrated
+# The sparse products in chunks of rows that stay in cache (d2bd524; 2026-12-02, eleventh session):
+# the same values up to float rounding, so spotscape's rows again. First SpaGCN and spotscape
+# alternating in one session on the single slices, into a file of its own, then the ten-seed rows,
+# the four slices integrated, and two SpaGCN / spotscape pairs on them
+run_to peers_time_2026-12-02c --seeds 2 --tools spagcn spotscape --datasets $single
+run --ten-seeds --tools spotscape --rerun spotscape --datasets $single
+run --tools spotscape --rerun spotscape --datasets dlpfc_4_integrated
+run_to peers_time_2026-12-02c --seeds 2 --tools spagcn spotscape --datasets dlpfc_4_integrated

@@ -30,9 +30,8 @@ def _to_torch_csr(m: sp.csr_matrix, device) -> torch.Tensor:
 def _csr_dense(indptr, indices, data, dense, out):
     """out = A @ dense for CSR ``A`` (float32), a row of ``out`` per task; four stored values per
     pass over the row of ``out``. Each row is summed by one thread in a fixed order, so the result
-    does not depend on the number of threads. Against torch's CSR product (MKL) on this project's
-    2-core CPU: 1.4x and 1.7x faster for 151673's 5,000-gene input times 256 columns, forward and
-    backward (``benchmarks/kernels.py``)."""
+    does not depend on the number of threads. For matrices with few stored values per row (the
+    spatial graph); the input goes through ``_csr_dense_chunked`` (``_host_mm`` picks)."""
     w = dense.shape[1]
     for i in numba.prange(len(indptr) - 1):
         acc = np.zeros(w, dtype=np.float32)
@@ -121,8 +120,8 @@ class HostCSR:
 def _host_mm(a: HostCSR | sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     """``a @ dense`` on the CPU, on torch's thread count. ``dense`` is read at random rows, so it is
     cut to fit in cache: in chunks of 128 KB of rows where A's rows hold enough stored values per
-    chunk (the 5,000-gene input of a DLPFC slice times 256 columns: 40 chunks, 20 to 38 values per
-    row and chunk), otherwise in blocks of columns of at most 4 MB (the spatial graph, 7 values per
+    chunk (the 5,000-gene input of a DLPFC slice times 256 columns: 40 chunks, 11 to 19 stored
+    values per row and chunk; 1.2-1.5x faster than whole, ``benchmarks/kernels.py``), otherwise in blocks of columns of at most 4 MB (the spatial graph, 7 values per
     row)."""
     a = a if isinstance(a, HostCSR) else HostCSR(a)
     m = a.m

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from dlpfc import DATA, SLICES
 from spotscape import Spotscape, losses
-from spotscape._sparse import HostCSR, SparseMatrix, _csr_dense_kernel, _host_mm
+from spotscape._sparse import HostCSR, SparseMatrix, _csr_dense_chunked_kernel, _host_mm
 
 
 def torch_csr(m):
@@ -46,14 +46,15 @@ def torch_csr_chunked(a, dense):
 
 def numba_unchunked(m, dense, cache_bytes=4 << 20):
     """spotscape's numba kernel before the chunks of rows (until the commit after ea4a4e9): the dense
-    operand whole, or in column blocks of at most 4 MB."""
-    d = dense.numpy()
+    operand whole, or in column blocks of at most 4 MB (the package's kernel on one chunk: the same
+    sums as the kernel of that time, which it replaced)."""
+    d, whole = dense.numpy(), HostCSR(m).starts(m.shape[1])
     cols = max(16, 1 << int(np.log2(max(cache_bytes // (4 * d.shape[0]), 1))))
     blocks = []
     for i in range(0, d.shape[1], cols):
         block = np.ascontiguousarray(d[:, i : i + cols]) if cols < d.shape[1] else d
-        out = np.empty((m.shape[0], block.shape[1]), dtype=np.float32)
-        _csr_dense_kernel(m.indptr, m.indices, m.data, block, out)
+        out = np.zeros((m.shape[0], block.shape[1]), dtype=np.float32)
+        _csr_dense_chunked_kernel(whole, m.indices, m.data, block, out, 16)
         blocks.append(out)
     return torch.from_numpy(np.concatenate(blocks, axis=1))
 

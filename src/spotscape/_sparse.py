@@ -27,29 +27,6 @@ def _to_torch_csr(m: sp.csr_matrix, device) -> torch.Tensor:
                                    torch.from_numpy(m.data), size=m.shape, device=device, check_invariants=False)
 
 
-def _csr_dense(indptr, indices, data, dense, out):
-    """out = A @ dense for CSR ``A`` (float32), a row of ``out`` per task; four stored values per
-    pass over the row of ``out``. Each row is summed by one thread in a fixed order, so the result
-    does not depend on the number of threads. For matrices with few stored values per row (the
-    spatial graph); the input goes through ``_csr_dense_chunked`` (``_host_mm`` picks)."""
-    w = dense.shape[1]
-    for i in numba.prange(len(indptr) - 1):
-        acc = np.zeros(w, dtype=np.float32)
-        j, end = indptr[i], indptr[i + 1]
-        while j + 3 < end:
-            v0, v1, v2, v3 = data[j], data[j + 1], data[j + 2], data[j + 3]
-            r0, r1, r2, r3 = dense[indices[j]], dense[indices[j + 1]], dense[indices[j + 2]], dense[indices[j + 3]]
-            for c in range(w):
-                acc[c] += (v0 * r0[c] + v1 * r1[c]) + (v2 * r2[c] + v3 * r3[c])
-            j += 4
-        while j < end:
-            v, r = data[j], dense[indices[j]]
-            for c in range(w):
-                acc[c] += v * r[c]
-            j += 1
-        out[i] = acc
-
-
 def _chunk_starts(indptr, indices, step, k):
     """starts[i, c]: where row i's stored values in columns [c * step, (c + 1) * step) begin
     (indices sorted within rows); starts[i, k] = the row's end."""
@@ -69,10 +46,11 @@ def _chunk_starts(indptr, indices, step, k):
 
 
 def _csr_dense_chunked(starts, indices, data, dense, out, blocks):
-    """out += A @ dense, ``dense`` taken in chunks of rows (``starts``: ``_chunk_starts``) small
-    enough to stay in a core's own cache while a block of A's rows reads it at random. Each row of
-    ``out`` is summed by one thread, chunk after chunk, four stored values per pass as in
-    ``_csr_dense``: the result does not depend on ``blocks`` or the number of threads."""
+    """out += A @ dense for CSR ``A`` (float32), ``dense`` taken in chunks of rows (``starts``:
+    ``_chunk_starts``; one chunk: the whole of it) small enough to stay in a core's own cache while
+    a block of A's rows reads it at random. Each row of ``out`` is summed by one thread, chunk after
+    chunk, four stored values per pass over the row: the result does not depend on ``blocks`` or
+    the number of threads."""
     n, k, w = starts.shape[0], starts.shape[1] - 1, dense.shape[1]
     for b in numba.prange(blocks):
         for c in range(k):
@@ -91,7 +69,6 @@ def _csr_dense_chunked(starts, indices, data, dense, out, blocks):
                     j += 1
 
 
-_csr_dense_kernel = parallel_jit(_csr_dense)
 _chunk_starts_kernel, _csr_dense_chunked_kernel = parallel_jit(_chunk_starts), parallel_jit(_csr_dense_chunked)
 
 
@@ -129,18 +106,20 @@ def _host_mm(a: HostCSR | sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     if d.dtype != np.float32:
         return torch.from_numpy(np.asarray(m.astype(d.dtype) @ d))
     numba_threads_as_torch()
+    row_blocks = max(1, min(a.shape[0], 8 * numba.get_num_threads()))
     step = max(1, CHUNK_BYTES // (4 * max(d.shape[1], 1)))
     k = -(-a.shape[1] // step)
     if k > 1 and a.nnz >= MIN_PER_CHUNK * k * a.shape[0]:
         out = np.zeros((a.shape[0], d.shape[1]), dtype=np.float32)
-        _csr_dense_chunked_kernel(a.starts(step), m.indices, m.data, d, out, max(1, min(a.shape[0], 8 * numba.get_num_threads())))
+        _csr_dense_chunked_kernel(a.starts(step), m.indices, m.data, d, out, row_blocks)
         return torch.from_numpy(out)
+    whole = a.starts(max(a.shape[1], 1))  # one chunk
     cols = max(16, 1 << int(np.log2(max(CACHE_BYTES // (4 * max(d.shape[0], 1)), 1))))
     blocks = []
     for i in range(0, max(d.shape[1], 1), cols):
         block = np.ascontiguousarray(d[:, i : i + cols]) if cols < d.shape[1] else d
-        out = np.empty((a.shape[0], block.shape[1]), dtype=np.float32)
-        _csr_dense_kernel(m.indptr, m.indices, m.data, block, out)
+        out = np.zeros((a.shape[0], block.shape[1]), dtype=np.float32)
+        _csr_dense_chunked_kernel(whole, m.indices, m.data, block, out, row_blocks)
         blocks.append(out)
     return torch.from_numpy(blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1))
 

@@ -153,7 +153,7 @@ def test_host_sparse_product_same_in_blocks_chunks_and_on_any_thread_count(monke
     assert torch.equal(_sparse._host_mm(m, d), whole)
     monkeypatch.setattr(_sparse, "MIN_PER_CHUNK", 4)
     out = np.zeros((500, 100), dtype=np.float32)
-    _sparse._csr_dense_chunked_kernel(h.starts(32), m.indices, m.data, d.numpy(), out, 3)  # 3 row blocks, not 16
+    _sparse._csr_dense_chunked_kernel(h.starts(32), h.m.indices, h.m.data, d.numpy(), out, 3)  # 3 row blocks, not 16
     assert torch.equal(torch.from_numpy(out), chunked)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -98,8 +98,8 @@ def _host_mm(a: HostCSR | sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     """``a @ dense`` on the CPU, on torch's thread count. ``dense`` is read at random rows, so it is
     cut to fit in cache: in chunks of 128 KB of rows where A's rows hold enough stored values per
     chunk (the 5,000-gene input of a DLPFC slice times 256 columns: 40 chunks, 11 to 19 stored
-    values per row and chunk; 1.2-1.5x faster than whole, ``benchmarks/kernels.py``), otherwise in blocks of columns of at most 4 MB (the spatial graph, 7 values per
-    row)."""
+    values per row and chunk; 1.2-1.5x faster than whole, ``benchmarks/kernels.py``), otherwise
+    whole or in blocks of columns of at most 4 MB (the spatial graph, 7 values per row)."""
     a = a if isinstance(a, HostCSR) else HostCSR(a)
     m = a.m
     d = dense.detach().contiguous().numpy()

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 
 from dlpfc import DATA, SLICES
 from spotscape import Spotscape, losses
-from spotscape._sparse import HostCSR, SparseMatrix, _csr_dense_chunked_kernel, _host_mm
+from spotscape import _sparse
+from spotscape._sparse import HostCSR, SparseMatrix, _host_mm
+from spotscape._topk import topk_indices
 
 
 def torch_csr(m):
@@ -44,19 +46,16 @@ def torch_csr_chunked(a, dense):
     return torch.cat([a @ dense[:, i : i + 64].contiguous() for i in range(0, dense.shape[1], 64)], 1)
 
 
-def numba_unchunked(m, dense, cache_bytes=4 << 20):
+def numba_unchunked(h, dense):
     """spotscape's numba kernel before the chunks of rows (until the commit after ea4a4e9): the dense
-    operand whole, or in column blocks of at most 4 MB (the package's kernel on one chunk: the same
-    sums as the kernel of that time, which it replaced)."""
-    d, whole = dense.numpy(), HostCSR(m).starts(m.shape[1])
-    cols = max(16, 1 << int(np.log2(max(cache_bytes // (4 * d.shape[0]), 1))))
-    blocks = []
-    for i in range(0, d.shape[1], cols):
-        block = np.ascontiguousarray(d[:, i : i + cols]) if cols < d.shape[1] else d
-        out = np.zeros((m.shape[0], block.shape[1]), dtype=np.float32)
-        _csr_dense_chunked_kernel(whole, m.indices, m.data, block, out, 16)
-        blocks.append(out)
-    return torch.from_numpy(np.concatenate(blocks, axis=1))
+    operand whole, or in column blocks of at most 4 MB, i.e. ``_host_mm`` with its chunks switched
+    off (the same sums as the kernel of that time, which it replaced)."""
+    chunks = _sparse.MIN_PER_CHUNK
+    _sparse.MIN_PER_CHUNK = np.inf
+    try:
+        return _host_mm(h, dense)
+    finally:
+        _sparse.MIN_PER_CHUNK = chunks
 
 
 @numba.njit(parallel=True)
@@ -101,15 +100,14 @@ def topk_means_unblocked(query, key_sets, k):
     return out
 
 
-def topk_means_torch_topk(query, key_sets, k, block=1 << 19):
-    """The blocked search with torch's ``topk`` (the package's path until 772bc10)."""
-    out = []
-    for keys in key_sets:
-        chunk = max(64, block // max(keys.shape[0], 1))
-        with torch.no_grad():
-            idx = torch.cat([(query[i : i + chunk] @ keys.T).topk(k, dim=1).indices for i in range(0, query.shape[0], chunk)])
-        out.append((query.unsqueeze(1) * keys[idx]).sum(-1).mean(1))
-    return out
+def topk_means_torch_topk(query, key_sets, k):
+    """The blocked search with torch's ``topk`` (the package's path until 772bc10): ``_topk_means``
+    with torch's ``topk`` in place of spotscape's kernel."""
+    losses.topk_indices = lambda sim, kk: sim.topk(kk, dim=1).indices
+    try:
+        return losses._topk_means(query, key_sets, k)
+    finally:
+        losses.topk_indices = topk_indices
 
 
 def main():
@@ -130,11 +128,11 @@ def main():
         ht = HostCSR(mt)
         dw, dg = torch.randn(m.shape[1], 256, generator=g), torch.randn(m.shape[0], 256, generator=g)
         products += [(f"X W (forward), {name}, W 256 columns", torch_csr(m), dw, lambda h=h, d=dw: _host_mm(h, d),
-                      lambda m=m, d=dw: numba_unchunked(m, d)),
+                      lambda h=h, d=dw: numba_unchunked(h, d)),
                      (f"X^T G (backward), {name}, G 256 columns", torch_csr(mt), dg,
                       lambda ht=ht, d=dg: _host_mm(ht, d),
                       (lambda m=m, d=dg: torch.from_numpy(_scatter(m.indptr, m.indices, m.data, d.numpy(), m.shape[1])))
-                      if m is x else (lambda mt=mt, d=dg: numba_unchunked(mt, d)))]
+                      if m is x else (lambda ht=ht, d=dg: numba_unchunked(ht, d)))]
     for _, t, d, now, previous in products:  # same values up to float rounding (summation order)
         exact = torch.from_numpy(sp.csr_matrix((t.values().double().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()),
                                                shape=t.shape) @ d.double().numpy())

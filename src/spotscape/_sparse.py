@@ -106,20 +106,19 @@ def _host_mm(a: HostCSR | sp.csr_matrix, dense: torch.Tensor) -> torch.Tensor:
     if d.dtype != np.float32:
         return torch.from_numpy(np.asarray(m.astype(d.dtype) @ d))
     numba_threads_as_torch()
-    row_blocks = max(1, min(a.shape[0], 8 * numba.get_num_threads()))
     step = max(1, CHUNK_BYTES // (4 * max(d.shape[1], 1)))
     k = -(-a.shape[1] // step)
-    if k > 1 and a.nnz >= MIN_PER_CHUNK * k * a.shape[0]:
-        out = np.zeros((a.shape[0], d.shape[1]), dtype=np.float32)
-        _csr_dense_chunked_kernel(a.starts(step), m.indices, m.data, d, out, row_blocks)
-        return torch.from_numpy(out)
-    whole = a.starts(max(a.shape[1], 1))  # one chunk
-    cols = max(16, 1 << int(np.log2(max(CACHE_BYTES // (4 * max(d.shape[0], 1)), 1))))
+    if k > 1 and a.nnz >= MIN_PER_CHUNK * k * a.shape[0]:  # chunks of rows, all columns at once
+        starts, cols = a.starts(step), max(d.shape[1], 1)
+    else:  # one chunk, in blocks of columns
+        starts = a.starts(max(a.shape[1], 1))
+        cols = max(16, 1 << int(np.log2(max(CACHE_BYTES // (4 * max(d.shape[0], 1)), 1))))
+    row_blocks = max(1, min(a.shape[0], 8 * numba.get_num_threads()))
     blocks = []
     for i in range(0, max(d.shape[1], 1), cols):
         block = np.ascontiguousarray(d[:, i : i + cols]) if cols < d.shape[1] else d
         out = np.zeros((a.shape[0], block.shape[1]), dtype=np.float32)
-        _csr_dense_chunked_kernel(whole, m.indices, m.data, block, out, row_blocks)
+        _csr_dense_chunked_kernel(starts, m.indices, m.data, block, out, row_blocks)
         blocks.append(out)
     return torch.from_numpy(blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1))
 

@@ -1,7 +1,7 @@
 """Indices of each row's k largest values, for similarity scaling's search (``losses._topk_means``).
 
 On a CPU a numba kernel: one pass over each row keeping the k best in a small sorted list, so
-nearly every value costs one comparison (torch's ``topk`` partially sorts each row); 1.05x for
+nearly every value costs one comparison (torch's ``topk`` partially sorts each row); 1.0-1.1x for
 similarity scaling's whole search, where the products dominate (``benchmarks/kernels.py``). Same indices
 in the same order (largest first) as ``torch.topk``, except among exactly equal values, where
 this keeps the first. On a GPU, ``torch.topk``.

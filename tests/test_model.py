@@ -242,3 +242,28 @@ def test_torch_thread_count_survives_preprocessing():
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "threads 1" in res.stdout, res.stdout
+
+
+def test_adam_matches_torch_bit_for_bit():
+    """spotscape's Adam (which spares the import of torch._dynamo) updates parameters exactly as
+    torch.optim.Adam with L2 weight decay, including a parameter that gets no gradient at first."""
+    from spotscape.optim import Adam
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5), torch.nn.Linear(5, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    late = [torch.nn.Parameter(torch.ones(3)) for _ in range(2)]  # in the loss from the third step on
+    start = [p.detach().clone() for p in nets[0].parameters()]
+    ours = Adam([*nets[0].parameters(), late[0]], lr=1e-2, weight_decay=1e-4)
+    ref = torch.optim.Adam([*nets[1].parameters(), late[1]], lr=1e-2, weight_decay=1e-4)
+    x = torch.randn(20, 6)
+    for step in range(6):
+        for net, e, opt in ((nets[0], late[0], ours), (nets[1], late[1], ref)):
+            opt.zero_grad()
+            out = net(x)
+            loss = (out**2).sum() + ((out * e).sum() if step >= 2 else 0)
+            loss.backward()
+            opt.step()
+        assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+        assert torch.equal(late[0], late[1]) and torch.equal(late[0], torch.ones(3)) == (step < 2)
+    assert not any(torch.equal(a, b) for a, b in zip(nets[0].parameters(), start))

@@ -69,7 +69,32 @@ def _csr_dense_chunked(starts, indices, data, dense, out, blocks):
                     j += 1
 
 
+def _select_columns(indptr, indices, data, new_index):
+    """CSR of A[:, cols] from A's CSR: ``new_index[j]`` is column j's place among ``cols`` (-1: left
+    out); each row's values keep their order (sorted stays sorted)."""
+    n = len(indptr) - 1
+    counts = np.zeros(n + 1, dtype=np.int64)
+    for i in numba.prange(n):
+        c = 0
+        for j in range(indptr[i], indptr[i + 1]):
+            if new_index[indices[j]] >= 0:
+                c += 1
+        counts[i + 1] = c
+    out_ptr = np.cumsum(counts)
+    out_idx = np.empty(out_ptr[n], dtype=indices.dtype)
+    out_val = np.empty(out_ptr[n], dtype=data.dtype)
+    for i in numba.prange(n):
+        q = out_ptr[i]
+        for j in range(indptr[i], indptr[i + 1]):
+            c = new_index[indices[j]]
+            if c >= 0:
+                out_idx[q], out_val[q] = c, data[j]
+                q += 1
+    return out_ptr, out_idx, out_val
+
+
 _chunk_starts_kernel, _csr_dense_chunked_kernel = parallel_jit(_chunk_starts), parallel_jit(_csr_dense_chunked)
+_select_columns_kernel = parallel_jit(_select_columns)
 
 
 CACHE_BYTES = 4 << 20  # dense operand read per kernel call, at most (column blocks below)
@@ -134,6 +159,28 @@ class _HostMM(torch.autograd.Function):
         return None, None, _host_mm(ctx.a_t, grad)
 
 
+class _MaskedMM(torch.autograd.Function):
+    """``A w - A[:, d] w[d]`` for each view's dropped columns ``d``; the gradient in ``w``:
+    ``A^T (sum of the views' gradients)``, less ``A[:, d]^T g_v`` in the rows ``d`` of each view."""
+
+    @staticmethod
+    def forward(ctx, w, a, a_t, views):  # noqa: D401 - torch API
+        ctx.a_t, ctx.views = a_t, views
+        full = _host_mm(a, w)
+        return tuple(full - _host_mm(sub, w[drop]) if len(drop) else full.clone() for drop, sub, _ in views)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        total = grads[0]
+        for g in grads[1:]:
+            total = total + g
+        grad = _host_mm(ctx.a_t, total)
+        for (drop, _, sub_t), g in zip(ctx.views, grads):
+            if len(drop):
+                grad[drop] -= _host_mm(sub_t, g)
+        return grad, None, None, None
+
+
 class _SparseMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, a_t, dense):  # noqa: D401 - torch API
@@ -195,16 +242,15 @@ class SparseMatrix:
         """
         if not self.host:
             return [self.mm(w * m[:, None]) for m in masks]
-        full = self.mm(w)
-        out = []
+        views = []
         for m in masks:
             drop = torch.nonzero(m == 0).squeeze(1)
-            if len(drop) == 0:
-                out.append(full)
-                continue
-            sub_t = self._a_t.m[drop.numpy()]  # rows of A^T = columns of A
-            out.append(full - _HostMM.apply(HostCSR(sub_t.T.tocsr()), HostCSR(sub_t), w[drop]))
-        return out
+            new_index = np.full(self.shape[1], -1, dtype=np.int64)
+            new_index[drop.numpy()] = np.arange(len(drop))
+            ptr, idx, val = _select_columns_kernel(self._a.m.indptr, self._a.m.indices, self._a.m.data, new_index)
+            sub = sp.csr_matrix((val, idx, ptr), shape=(self.shape[0], len(drop)))
+            views.append((drop, HostCSR(sub), HostCSR(self._a_t.m[drop.numpy()])))  # A[:, drop] and its transpose
+        return list(_MaskedMM.apply(w, self._a, self._a_t, views))
 
     def tmm(self, dense: torch.Tensor) -> torch.Tensor:
         """``A^T @ dense``, differentiable in ``dense``."""

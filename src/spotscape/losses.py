@@ -39,26 +39,38 @@ def similarity_telescope_dense(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tens
     return F.mse_loss(s, s.T)
 
 
+class _Gram(torch.autograd.Function):
+    """A^T A, its gradient A (G + G^T) in one product (autograd's product rule takes two)."""
+
+    @staticmethod
+    def forward(ctx, a):  # noqa: D401 - torch API
+        ctx.save_for_backward(a)
+        return a.T @ a
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return a @ (g + g.T)
+
+
 def reconstruction(x: SparseMatrix, hidden: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """L_RE = mean over views v of MSE(X, X^v), X^v = H_v W^T + b (the decoder's last, linear layer),
     over all N x G entries, without forming any N x G matrix:
 
     ||X - X^v||^2 = ||X||^2 - 2 <X, X^v> + ||X^v||^2, with
-    <X, X^v> = sum(H_v * (X W)) + b . colsum(X)   (X W: one sparse product, shared by the views)
+    <X, X^v> = sum(H_v * (X W)) + b . colsum(X)   (X W: one sparse product, shared by the views,
+               and summed over the views as sum((H_1 + H_2) * (X W)))
     ||X^v||^2 = sum((H_v^T H_v) * (W^T W)) + 2 (1^T H_v) W^T b + N ||b||^2.
     """
     n, g = x.shape
+    views = len(hidden)
     xw = x.mm(weight)  # N x hidden
-    ww = (weight.T @ weight).double()
+    ww = _Gram.apply(weight).double()
     wb = weight.T @ bias
-    b_sq = (bias.double() ** 2).sum()
-    b_cross = (bias * x.col_sum).sum().double()
-    total = 0.0
-    for h in hidden:
-        cross = (h * xw).sum().double() + b_cross
-        pred_sq = ((h.T @ h).double() * ww).sum() + 2.0 * (h.sum(0) @ wb).double() + n * b_sq
-        total = total + (x.sum_sq - 2.0 * cross + pred_sq) / (n * g)
-    return (total / len(hidden)).float()
+    cross = (sum(hidden[1:], hidden[0]) * xw).sum().double() + views * (bias * x.col_sum).sum().double()
+    pred_sq = sum(((_Gram.apply(h).double() * ww).sum() + 2.0 * (h.sum(0) @ wb).double()) for h in hidden)
+    pred_sq = pred_sq + views * n * (bias.double() ** 2).sum()
+    return ((views * x.sum_sq - 2.0 * cross + pred_sq) / (n * g * views)).float()
 
 
 def reconstruction_dense(x: torch.Tensor, predictions: list[torch.Tensor]) -> torch.Tensor:

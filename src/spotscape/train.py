@@ -22,6 +22,7 @@ from ._sparse import SparseMatrix
 from .batching import TileBatches
 from .graph import drop_edges, edge_list
 from .model import SpotscapeNet
+from .optim import Adam
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -115,8 +116,7 @@ class Trainer:
             dev = torch.device(device)
             ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
-        self.opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, config.epochs) if config.lr_schedule == "cosine" else None
+        self.opt = Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.history: list[dict] = []
         self._centroids: dict[int, torch.Tensor] = {}
         self.batches, self.full = batches, full
@@ -160,7 +160,7 @@ class Trainer:
         if self.multi and c.w_pcl and epoch >= int(c.warmup * c.epochs) and ns > 4 * (self.cfg.n_domains or 1):
             parts["pcl"] = (c.w_pcl, losses.prototypical_contrastive(z1, self._prototypes(z2), c.tau))
         loss = sum(w * v for w, v in parts.values())
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad()
         loss.backward()
         self.opt.step()
         rec = {"epoch": epoch, "loss": loss.item()}
@@ -168,12 +168,12 @@ class Trainer:
         return rec
 
     def epoch(self, epoch: int) -> dict:
-        """One epoch (every batch once), then the learning-rate schedule's step; the record holds
-        the mean loss terms and the rate the epoch trained at."""
+        """One epoch (every batch once) at the schedule's rate for it; the record holds the mean
+        loss terms and that rate."""
+        if self.cfg.lr_schedule == "cosine":
+            self.opt.set_cosine_lr(self.cfg.lr, epoch, self.cfg.epochs)
         rec = self._batches(epoch) if self.batches is not None else self.step(epoch)
-        rec["lr"] = self.opt.param_groups[0]["lr"]
-        if self.sched is not None:
-            self.sched.step()
+        rec["lr"] = self.opt.lr
         return rec
 
     def _batches(self, epoch: int) -> dict:

@@ -96,3 +96,15 @@ run_to peers_time_2026-12-02c --seeds 2 --tools spagcn spotscape --datasets $sin
 run --ten-seeds --tools spotscape --rerun spotscape --datasets $single
 run --tools spotscape --rerun spotscape --datasets dlpfc_4_integrated
 run_to peers_time_2026-12-02c --seeds 2 --tools spagcn spotscape --datasets dlpfc_4_integrated
+# The training step with fewer dense temporaries and without torch._dynamo's import (3d38fc8;
+# 2026-12-02, twelfth session): the same values up to float rounding, so spotscape's rows again,
+# in the same order as after the previous change
+run_to peers_time_2026-12-02d --seeds 2 --tools spagcn spotscape --datasets $single
+run --ten-seeds --tools spotscape --rerun spotscape --datasets $single
+run --tools spotscape --rerun spotscape --datasets dlpfc_4_integrated
+run_to peers_time_2026-12-02d --seeds 2 --tools spagcn spotscape --datasets dlpfc_4_integrated
+# scanpy imported only where genes are selected (a file of <= 5,000 genes never needs it; 2026-12-02,
+# twelfth session): the two such single slices timed again against SpaGCN, into a file of their own;
+# then spotscape + Harmony again on today's code
+run_to peers_time_2026-12-02e --seeds 2 --tools spagcn spotscape --datasets 151674 starmap
+run --seeds 2 --tools spotscape_harmony --rerun spotscape_harmony --datasets dlpfc_4_integrated

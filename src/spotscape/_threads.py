@@ -6,8 +6,8 @@ counts) starts numba's OpenMP threading layer, which sets the OpenMP thread coun
 to NUMBA_NUM_THREADS (every core of the machine). A count set by ``OMP_NUM_THREADS`` was then
 ignored: with ``OMP_NUM_THREADS=1`` on a 2-core machine torch trained on 2 threads, and a job given
 4 cores of a 64-core node would train on 64. numba does this once per process, at that start, so
-spotscape starts the layer itself when it imports scanpy (7 ms) and puts torch's count back: the
-count then holds for spotscape's calls into scanpy and for the user's own.
+spotscape starts the layer itself when it is imported (``spotscape.pp``, 7 ms) and puts torch's
+count back: the count then holds for spotscape's calls into scanpy and for the user's own.
 """
 from __future__ import annotations
 

@@ -69,32 +69,7 @@ def _csr_dense_chunked(starts, indices, data, dense, out, blocks):
                     j += 1
 
 
-def _select_columns(indptr, indices, data, new_index):
-    """CSR of A[:, cols] from A's CSR: ``new_index[j]`` is column j's place among ``cols`` (-1: left
-    out); each row's values keep their order (sorted stays sorted)."""
-    n = len(indptr) - 1
-    counts = np.zeros(n + 1, dtype=np.int64)
-    for i in numba.prange(n):
-        c = 0
-        for j in range(indptr[i], indptr[i + 1]):
-            if new_index[indices[j]] >= 0:
-                c += 1
-        counts[i + 1] = c
-    out_ptr = np.cumsum(counts)
-    out_idx = np.empty(out_ptr[n], dtype=indices.dtype)
-    out_val = np.empty(out_ptr[n], dtype=data.dtype)
-    for i in numba.prange(n):
-        q = out_ptr[i]
-        for j in range(indptr[i], indptr[i + 1]):
-            c = new_index[indices[j]]
-            if c >= 0:
-                out_idx[q], out_val[q] = c, data[j]
-                q += 1
-    return out_ptr, out_idx, out_val
-
-
 _chunk_starts_kernel, _csr_dense_chunked_kernel = parallel_jit(_chunk_starts), parallel_jit(_csr_dense_chunked)
-_select_columns_kernel = parallel_jit(_select_columns)
 
 
 CACHE_BYTES = 4 << 20  # dense operand read per kernel call, at most (column blocks below)
@@ -171,10 +146,7 @@ class _MaskedMM(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        total = grads[0]
-        for g in grads[1:]:
-            total = total + g
-        grad = _host_mm(ctx.a_t, total)
+        grad = _host_mm(ctx.a_t, sum(grads[1:], grads[0]))
         for (drop, _, sub_t), g in zip(ctx.views, grads):
             if len(drop):
                 grad[drop] -= _host_mm(sub_t, g)
@@ -245,11 +217,8 @@ class SparseMatrix:
         views = []
         for m in masks:
             drop = torch.nonzero(m == 0).squeeze(1)
-            new_index = np.full(self.shape[1], -1, dtype=np.int64)
-            new_index[drop.numpy()] = np.arange(len(drop))
-            ptr, idx, val = _select_columns_kernel(self._a.m.indptr, self._a.m.indices, self._a.m.data, new_index)
-            sub = sp.csr_matrix((val, idx, ptr), shape=(self.shape[0], len(drop)))
-            views.append((drop, HostCSR(sub), HostCSR(self._a_t.m[drop.numpy()])))  # A[:, drop] and its transpose
+            sub_t = self._a_t.m[drop.numpy()]  # rows of A^T = columns of A
+            views.append((drop, HostCSR(sub_t.T.tocsr()), HostCSR(sub_t)))  # A[:, drop] and its transpose
         return list(_MaskedMM.apply(w, self._a, self._a_t, views))
 
     def tmm(self, dense: torch.Tensor) -> torch.Tensor:

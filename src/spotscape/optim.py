@@ -9,8 +9,6 @@ decoder's last) where this one reuses buffers.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -18,9 +16,9 @@ class Adam:
     def __init__(self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
         self.params = [p for p in params if p.requires_grad]
         self.lr, self.weight_decay, self.betas, self.eps = float(lr), float(weight_decay), betas, eps
-        # per parameter, as torch: its step count, and the moments, made at its first gradient
+        # per parameter, as torch: its step count, and its two moments (and a buffer), made at its first gradient
         self.steps = [0] * len(self.params)
-        self.moments: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(self.params)
+        self.state: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(self.params)
 
     def zero_grad(self):
         for p in self.params:
@@ -32,9 +30,9 @@ class Adam:
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            if self.moments[i] is None:
-                self.moments[i] = (torch.zeros_like(p), torch.zeros_like(p), torch.empty_like(p))
-            avg, avg_sq, denom = self.moments[i]
+            if self.state[i] is None:
+                self.state[i] = (torch.zeros_like(p), torch.zeros_like(p), torch.empty_like(p))
+            avg, avg_sq, denom = self.state[i]
             self.steps[i] += 1
             t = float(self.steps[i])
             grad = p.grad
@@ -45,7 +43,3 @@ class Adam:
             torch.sqrt(avg_sq, out=denom)
             denom.div_((1 - beta2**t) ** 0.5).add_(self.eps)
             p.addcdiv_(avg, denom, value=-(self.lr / (1 - beta1**t)))
-
-    def set_cosine_lr(self, base_lr: float, epoch: int, epochs: int):
-        """The rate of epoch ``epoch`` on a cosine from ``base_lr`` (epoch 0) to 0 (epoch ``epochs``)."""
-        self.lr = base_lr * (1 + math.cos(math.pi * epoch / epochs)) / 2

@@ -170,8 +170,8 @@ class Trainer:
     def epoch(self, epoch: int) -> dict:
         """One epoch (every batch once) at the schedule's rate for it; the record holds the mean
         loss terms and that rate."""
-        if self.cfg.lr_schedule == "cosine":
-            self.opt.set_cosine_lr(self.cfg.lr, epoch, self.cfg.epochs)
+        if self.cfg.lr_schedule == "cosine":  # from lr at epoch 0 towards 0 at the last
+            self.opt.lr = self.cfg.lr * (1 + math.cos(math.pi * epoch / self.cfg.epochs)) / 2
         rec = self._batches(epoch) if self.batches is not None else self.step(epoch)
         rec["lr"] = self.opt.lr
         return rec

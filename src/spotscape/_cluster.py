@@ -9,8 +9,6 @@ silhouette of k-means over k = 3..12) gave 3, 6, 5, 3 and 3, 12 there; it stays 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 from ._validate import SpotscapeInputError
 
@@ -53,6 +51,9 @@ def estimate_n_domains(z: np.ndarray, method: str = "leiden", candidates=CANDIDA
         return _leiden_count(sub, seed, resolution, min_fraction)
     if method != "silhouette":
         raise SpotscapeInputError(f"unknown criterion {method!r} for the number of domains; use 'leiden' or 'silhouette'.")
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
     scores = {}
     for k in candidates:
         if k >= len(sub):

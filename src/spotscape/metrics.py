@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
 
 def clustering_accuracy(truth, pred) -> float:
@@ -19,6 +18,8 @@ def clustering_accuracy(truth, pred) -> float:
 def cluster_scores(truth, pred, embedding: np.ndarray | None = None, seed: int = 0, max_silhouette: int = 10000) -> dict:
     """ARI, NMI and clustering accuracy of ``pred`` against ``truth`` over labelled spots (NaN truth
     dropped); silhouette (cosine) of the embedding under the true labels, when given."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+
     truth = pd.Series(np.asarray(truth, dtype=object))
     ok = truth.notna().to_numpy() & (truth.astype(str) != "nan").to_numpy()
     t, p = truth[ok].astype(str).to_numpy(), np.asarray(pred).astype(str)[ok]

@@ -5,8 +5,6 @@ Each slice is registered directly onto the reference slice (no chaining, so erro
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
-from sklearn.neighbors import NearestNeighbors
 
 from .._validate import SpotscapeInputError
 
@@ -17,6 +15,8 @@ def _unit(z: np.ndarray) -> np.ndarray:
 
 
 def _knn(ref: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    from sklearn.neighbors import NearestNeighbors  # here: 1.5 s of import that training never needs
+
     k = min(k, len(ref))
     return NearestNeighbors(n_neighbors=k).fit(ref).kneighbors(query, return_distance=False)
 
@@ -62,6 +62,8 @@ def _apply(xy, r, t, s):
 
 def spot_spacing(xy: np.ndarray) -> float:
     """Median distance from each spot to its nearest other spot."""
+    from sklearn.neighbors import NearestNeighbors  # here: 1.5 s of import that training never needs
+
     d = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)[0][:, 1]
     return float(np.median(d))
 
@@ -161,6 +163,8 @@ def _field_search(z_src, xy_src, z_ref, xy_ref, spacing, step=5.0, dims=16):
 
 def _overlay_score(z_src, xy_moved, z_ref, xy_ref, radius):
     """Mean, over source spots, of the best cosine similarity among reference spots within ``radius`` (0 if none)."""
+    from sklearn.neighbors import NearestNeighbors  # here: 1.5 s of import that training never needs
+
     a, b = _unit(z_src), _unit(z_ref)
     d, idx = NearestNeighbors(n_neighbors=min(6, len(b))).fit(xy_ref).kneighbors(xy_moved)
     sim = np.where(d < radius, (a[:, None, :] * b[idx]).sum(-1), 0.0)
@@ -252,6 +256,8 @@ def label_transfer(source, target, label_key: str, use_rep: str = "X_spotscape",
     src_lab = source.obs[label_key].to_numpy()
     ok = source.obs[label_key].notna().to_numpy()
     labels = src_lab[ok][_knn(_unit(zs[ok]), _unit(zt), 1)[:, 0]]
+    from sklearn.metrics import adjusted_rand_score
+
     truth = target.obs[label_key]
     lab = truth.notna().to_numpy()
     ari = float(adjusted_rand_score(truth.astype(str)[lab], labels[lab].astype(str)))

@@ -4,8 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.cluster import KMeans
-from sklearn.mixture import GaussianMixture
 
 from .._cluster import estimate_n_domains
 from .._validate import SpotscapeInputError, check_n_domains
@@ -79,6 +77,9 @@ def domains(
         info["n_domains_estimated"] = int(n_domains)
         info["n_domains_evidence"] = evidence
     check_n_domains(n_domains, adata.n_obs)
+    from sklearn.cluster import KMeans  # sklearn here and below: 1-1.5 s of import that training never needs
+    from sklearn.mixture import GaussianMixture
+
     if method == "kmeans":
         labels = KMeans(int(n_domains), n_init=n_init, random_state=seed).fit_predict(z)
     elif method == "gmm":

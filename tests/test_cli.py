@@ -68,6 +68,9 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     r = ad.read_h5ad(out / "result.h5ad")
     assert list(r.obs["slice"].unique()) == ["a", "b"]
     assert np.linalg.norm(r.obsm["X_spotscape"], axis=1).std() > 1e-3  # raw z: lengths vary
+    # several slices: also the slices brought together by mutual nearest neighbours (unit rows)
+    assert r.obsm["X_spotscape_mnn"].shape == r.obsm["X_spotscape"].shape and "correct_s" in m["seconds"]
+    assert np.allclose(np.linalg.norm(r.obsm["X_spotscape_mnn"], axis=1), 1, atol=1e-5)
     assert os.path.exists(out / "model.pt")
 
 

@@ -37,13 +37,18 @@ def test_runner_on_an_unseen_folder(tmp_path):
     out = tmp_path / "res"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "peers" / "run.py"), "--data", str(data), "--manifest", str(manifest),
            "--out", str(out), "--seeds", "1", "--tools", "pca", "pca_spatial", "spotscape", "stagate", "spotscape_harmony",
+           "spotscape_mnn",
            "--timeout", "300"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = json.loads(out.with_suffix(".json").read_text())
     by = {(r["dataset"], r["tool"]): r for r in rows}
-    assert len(rows) == 13  # spotscape_harmony, a batch correction, runs on the two slices only
-    assert ("one", "spotscape_harmony") not in by and ("three", "spotscape_harmony") not in by
+    assert len(rows) == 14  # spotscape_harmony and spotscape_mnn, batch corrections, run on the two slices only
+    for tool in ("spotscape_harmony", "spotscape_mnn"):
+        assert ("one", tool) not in by and ("three", tool) not in by
+    mnn, plain = by[("two", "spotscape_mnn")], by[("two", "spotscape")]
+    assert mnn["status"] == "ok" and mnn["integration"]["ilisi"] > plain["integration"]["ilisi"], (mnn, plain)
+    assert mnn["kmeans"]["ari"] > plain["kmeans"]["ari"] - 0.05
     h = by[("two", "spotscape_harmony")]
     try:
         import harmonypy  # noqa: F401  (not a dependency of the package)
@@ -82,7 +87,7 @@ def test_runner_on_an_unseen_folder(tmp_path):
     # rerunning skips finished runs (and retries only the crashed one)
     again = cmd[:cmd.index("--tools")] + ["--tools", "pca", "pca_spatial", "spotscape"]
     res = subprocess.run(again, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 13
+    assert res.returncode == 0 and len(json.loads(out.with_suffix(".json").read_text())) == 14
     # --rerun runs a finished tool again, its new row in place of the old one, and still skips the rest
     before = {(r["dataset"], r["tool"]): r["wall_s"] for r in json.loads(out.with_suffix(".json").read_text())}
     res = subprocess.run(again + ["--datasets", "one", "--rerun", "pca"], capture_output=True, text=True, timeout=300)

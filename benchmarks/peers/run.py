@@ -13,8 +13,9 @@ timeout is recorded and the rest go on. Every representation is clustered by the
 has one, is scored separately. Metrics on labelled spots only: ARI, NMI, clustering accuracy;
 with several slices also batch ASW, iLISI and graph connectivity (scIB definitions) and the
 cell-type (domain) ASW, and scIB's biology / batch / overall aggregates. Tools that correct a batch
-effect after the fact (`banksy_harmony`, `spotscape_harmony`: Harmony on the representation) run only
-on datasets of several slices. Results accumulate in OUT.json (rerunning skips finished runs), and
+effect after the fact (`banksy_harmony`, `spotscape_harmony`: Harmony on the representation;
+`spotscape_mnn`: spotscape's own correction, ``spotscape.tl.mnn_correct``) run only on datasets of
+several slices. Results accumulate in OUT.json (rerunning skips finished runs), and
 OUT.md / OUT.png are rebuilt from it; a crashed run is retried on the next call, and ``--rerun
 TOOL ...`` runs those tools again where finished (after a change to them).
 """
@@ -33,8 +34,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TOOLS = ["pca", "pca_spatial", "banksy", "spagcn", "spaceflow", "stagate", "graphst", "spotscape",
-         "banksy_harmony", "spotscape_harmony"]
-MULTI_ONLY = {"banksy_harmony", "spotscape_harmony"}  # a batch correction: run on several slices only
+         "banksy_harmony", "spotscape_harmony", "spotscape_mnn"]
+MULTI_ONLY = {"banksy_harmony", "spotscape_harmony", "spotscape_mnn"}  # a batch correction: run on several slices only
 
 
 # ------------------------------------------------------------------------------ metrics

@@ -108,3 +108,6 @@ run_to peers_time_2026-12-02d --seeds 2 --tools spagcn spotscape --datasets dlpf
 # then spotscape + Harmony again on today's code
 run_to peers_time_2026-12-02e --seeds 2 --tools spagcn spotscape --datasets 151674 starmap
 run --seeds 2 --tools spotscape_harmony --rerun spotscape_harmony --datasets dlpfc_4_integrated
+# spotscape's own slice correction after training (spotscape.tl.mnn_correct, mutual nearest
+# neighbours; 2026-12-02, thirteenth session): five seeds on the four slices integrated
+run --tools spotscape_mnn --datasets dlpfc_4_integrated

@@ -264,6 +264,16 @@ def t_spotscape_harmony(slices, k, seed):
     return {"emb": harmony(t_spotscape(slices, k, seed)["emb"], slices, seed)}
 
 
+def t_spotscape_mnn(slices, k, seed):
+    """spotscape's embedding with its own slice correction (``spotscape.tl.mnn_correct``: mutual
+    nearest neighbours, slices merged in the manifest's order), as ``spotscape run`` writes it to
+    ``obsm['X_spotscape_mnn']`` for several slices."""
+    from spotscape.tl import mnn_correct
+
+    groups = np.repeat(np.arange(len(slices)), [a.n_obs for a in slices])
+    return {"emb": mnn_correct(t_spotscape(slices, k, seed)["emb"], groups)}
+
+
 def t_banksy_harmony(slices, k, seed):
     """BANKSY's multi-sample recipe: its matrix and PCs as for one sample, then Harmony on the PCs."""
     import harmonypy  # noqa: F401  (fail before BANKSY runs when it is missing)
@@ -273,7 +283,8 @@ def t_banksy_harmony(slices, k, seed):
 
 TOOLS = {"pca": t_pca, "pca_spatial": t_pca_spatial, "spotscape": t_spotscape, "banksy": t_banksy,
          "spagcn": t_spagcn, "graphst": t_graphst, "stagate": t_stagate, "spaceflow": t_spaceflow,
-         "banksy_harmony": t_banksy_harmony, "spotscape_harmony": t_spotscape_harmony}
+         "banksy_harmony": t_banksy_harmony, "spotscape_harmony": t_spotscape_harmony,
+         "spotscape_mnn": t_spotscape_mnn}
 
 
 def main():

@@ -136,6 +136,10 @@ def run(
     joint.uns["spotscape"] = dict(model.uns_info(), embedding="raw z" if raw_z else "unit-length z")
     tl.domains(joint, n_domains=n_domains, seed=seed)
     timings["cluster_s"] = time.perf_counter() - t0
+    if len(slices) > 1:  # the slices also brought together by mutual nearest neighbours (more mixing, same domains)
+        t0 = time.perf_counter()
+        tl.correct_slices(joint, slice_key="slice", key_added="X_spotscape_mnn")
+        timings["correct_s"] = time.perf_counter() - t0
     for k, v in model.timings.items():
         timings[k] = v
 

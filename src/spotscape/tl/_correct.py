@@ -1,0 +1,103 @@
+"""Slices brought together in the representation by mutual nearest neighbours (fastMNN's idea,
+Haghverdi et al. 2018, applied to spotscape's embedding after training).
+
+The slices are merged one at a time, in the given order, onto the first. Between the spots merged
+so far and the next slice, pairs of spots that are among each other's ``k`` nearest neighbours
+(cosine) are anchors. Each anchor of the new slice gets the mean difference to its partners; every
+spot of the new slice moves by the Gaussian-weighted mean of the vectors of its ``n_anchors``
+nearest anchors, and back to unit length. The kernel's bandwidth is the median squared distance
+from a spot to the 5th nearest spot of its own slice, so the correction is as local as the
+embedding's own neighbourhoods, at any scale.
+
+Spatial smoothing makes a spot's nearest neighbours in the embedding its neighbours in the same
+section; this moves each slice onto its matching spots in the others. On the four DLPFC slices
+(README, "Side by side") it raises iLISI from about 0.4 to 0.7 and leaves the domains as they were.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validate import SpotscapeInputError
+
+BANDWIDTH_NEIGHBOUR = 5  # the bandwidth: median squared distance to this nearest spot of the same slice
+
+
+def _unit(z: np.ndarray) -> np.ndarray:
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def _knn(ref: np.ndarray, query: np.ndarray, k: int):
+    from sklearn.neighbors import NearestNeighbors  # here: 1.5 s of import that training never needs
+
+    return NearestNeighbors(n_neighbors=min(k, len(ref))).fit(ref).kneighbors(query)
+
+
+def _mutual_pairs(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of a, rows of b) of the pairs that are among each other's k nearest neighbours."""
+    ab = _knn(b, a, k)[1]  # a's neighbours in b
+    ba = _knn(a, b, k)[1]
+    m_ab = sp.csr_matrix((np.ones(ab.size), (np.repeat(np.arange(len(a)), ab.shape[1]), ab.ravel())), shape=(len(a), len(b)))
+    m_ba = sp.csr_matrix((np.ones(ba.size), (ba.ravel(), np.repeat(np.arange(len(b)), ba.shape[1]))), shape=(len(a), len(b)))
+    mutual = sp.coo_matrix(m_ab.multiply(m_ba))
+    order = np.lexsort((mutual.col, mutual.row))
+    return mutual.row[order], mutual.col[order]
+
+
+def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=None) -> np.ndarray:
+    """The corrected representation (unit rows, float32) of ``z`` (spots x dims) whose rows belong to
+    slices ``groups`` (one label per row). ``order``: the slices' merge order (default: as they
+    first appear); the first is the reference and does not move (up to unit length)."""
+    z = _unit(np.asarray(z, dtype=np.float64))
+    groups = np.asarray(groups)
+    if groups.shape[0] != z.shape[0]:
+        raise SpotscapeInputError(f"{groups.shape[0]} slice labels for {z.shape[0]} spots: give one per spot.")
+    names = list(dict.fromkeys(groups.tolist())) if order is None else list(order)
+    missing = set(groups.tolist()) - set(names)
+    if missing or len(names) != len(set(names)):
+        raise SpotscapeInputError(f"order must name every slice once; slices: {sorted(set(groups.tolist()))}.")
+    if k < 1 or n_anchors < 1:
+        raise SpotscapeInputError("k and n_anchors must be >= 1.")
+    merged = groups == names[0]
+    for name in names[1:]:
+        cur = np.flatnonzero(groups == name)
+        ref = np.flatnonzero(merged)
+        a, b = z[ref], z[cur]
+        i, j = _mutual_pairs(a, b, k)
+        if len(i) == 0:
+            warnings.warn(f"slice {name!r}: no mutual nearest neighbours with the slices before it; left as it is.", stacklevel=2)
+            merged[cur] = True
+            continue
+        anchors, inverse, counts = np.unique(j, return_inverse=True, return_counts=True)
+        vectors = np.zeros((len(anchors), z.shape[1]))
+        np.add.at(vectors, inverse, a[i] - b[j])
+        vectors /= counts[:, None]
+        d_self = _knn(b, b, BANDWIDTH_NEIGHBOUR + 1)[0][:, -1]
+        bandwidth = max(float(np.median(d_self**2)), 1e-12)
+        d, idx = _knn(b[anchors], b, n_anchors)
+        d2 = d**2
+        w = counts[idx] * np.exp(-(d2 - d2[:, :1]) / bandwidth)  # an anchor counts once per pair, as in fastMNN
+        w /= w.sum(axis=1, keepdims=True)
+        w = sp.csr_matrix((w.ravel(), idx.ravel(), np.arange(0, w.size + 1, w.shape[1])), shape=(len(b), len(anchors)))
+        z[cur] = _unit(b + w @ vectors)  # sparse weights: memory linear in spots
+        merged[cur] = True
+    return z.astype(np.float32)
+
+
+def correct_slices(adata, slice_key: str = "slice", use_rep: str = "X_spotscape", key_added: str = "X_spotscape_mnn",
+                   k: int = 20, order=None) -> np.ndarray:
+    """``mnn_correct`` of ``adata.obsm[use_rep]`` with slices from ``adata.obs[slice_key]``; writes
+    ``adata.obsm[key_added]`` (None: only returns it)."""
+    if use_rep not in adata.obsm:
+        raise SpotscapeInputError(f"no obsm[{use_rep!r}]: embed first (Spotscape.embed) or pass use_rep.")
+    if slice_key not in adata.obs:
+        raise SpotscapeInputError(f"no obs[{slice_key!r}]: pass slice_key, the column naming each spot's slice.")
+    groups = adata.obs[slice_key].astype(str).to_numpy()
+    if len(np.unique(groups)) < 2:
+        raise SpotscapeInputError(f"obs[{slice_key!r}] names one slice; the correction needs two or more.")
+    out = mnn_correct(np.asarray(adata.obsm[use_rep]), groups, k=k, order=order)
+    if key_added:
+        adata.obsm[key_added] = out
+    return out

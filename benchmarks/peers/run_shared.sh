@@ -108,6 +108,13 @@ run_to peers_time_2026-12-02d --seeds 2 --tools spagcn spotscape --datasets dlpf
 # then spotscape + Harmony again on today's code
 run_to peers_time_2026-12-02e --seeds 2 --tools spagcn spotscape --datasets 151674 starmap
 run --seeds 2 --tools spotscape_harmony --rerun spotscape_harmony --datasets dlpfc_4_integrated
+# A new machine this session (Zen 5, AVX-512; 2026-12-02, thirteenth session): SpaGCN and
+# spotscape alternating on the single slices at c42d9be, before any change
+run_to peers_time_2026-12-02f --seeds 2 --tools spagcn spotscape --datasets $single
+# Imports that training never needs made lazy (c81b1af; 2026-12-02, thirteenth session, on a new
+# machine: Zen 5): SpaGCN and spotscape alternating on the single slices, then on the integration
+run_to peers_time_2026-12-02g --seeds 2 --tools spagcn spotscape --datasets $single
+run_to peers_time_2026-12-02g --seeds 2 --tools spagcn spotscape --datasets dlpfc_4_integrated
 # spotscape's own slice correction after training (spotscape.tl.mnn_correct, mutual nearest
 # neighbours; 2026-12-02, thirteenth session): five seeds on the four slices integrated
 run --tools spotscape_mnn --datasets dlpfc_4_integrated

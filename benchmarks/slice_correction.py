@@ -1,0 +1,94 @@
+"""Corrections of the four-slice DLPFC embedding after training, scored as the peers benchmark
+scores (``peers/run.py``: the same k-means, scIB batch mixing): Harmony at several diversity
+penalties (when harmonypy is installed: the peers venv has it), a fastMNN-like correction with a
+fixed kernel bandwidth (every pair's vector, kernel over all pairs), and the package's
+``spotscape.tl.mnn_correct`` (bandwidth from the embedding) at several settings. How the package's
+correction and its defaults were chosen (README, "Side by side"; lines in
+``benchmarks/results/integration_variants.log``).
+
+    benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --data ../shared/data
+
+The embedding is trained once per seed (the peers runner's ``t_spotscape``) and kept in
+``--cache`` (default: the system's temporary folder).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "peers"))
+SLICES = ("151673", "151674", "151675", "151676")
+
+
+def fixed_bandwidth_mnn(z, groups, k, sigma):
+    """Slices merged in order onto the first; each spot moves by the kernel-weighted mean of every
+    mutual-nearest-neighbour pair's vector, weights exp(-(d^2 - min d^2) / sigma) over the squared
+    distance to the pair's spot in its own slice (the exploratory form of tl.mnn_correct)."""
+    from spotscape.tl._correct import _mutual_pairs, _unit
+
+    z = _unit(np.asarray(z, dtype=np.float64))
+    merged = groups == groups[0]
+    for s in list(dict.fromkeys(groups.tolist()))[1:]:
+        cur = groups == s
+        a, b = z[merged], z[cur]
+        i, j = _mutual_pairs(a, b, k)
+        d2 = 2.0 - 2.0 * (b @ b[j].T)
+        w = np.exp(-(d2 - d2.min(1, keepdims=True)) / sigma)
+        w /= w.sum(1, keepdims=True)
+        z[cur] = _unit(b + w @ (a[i] - b[j]))
+        merged |= cur
+    return z
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=tempfile.gettempdir())
+    args = ap.parse_args()
+    import tools
+    from run import load_truth, score
+    from spotscape.tl import mnn_correct
+
+    files = [Path(args.data, "dlpfc_subject3_banksy", f"{s}.h5ad") for s in SLICES]
+    truth, batch = load_truth(files, "layer_guess")
+    cached = Path(args.cache, f"spotscape_dlpfc4_seed{args.seed}.npy")
+    slices = tools.read(files)
+    if not cached.exists():
+        np.save(cached, tools.t_spotscape(slices, 7, args.seed)["emb"])
+    z = np.load(cached)
+
+    def show(name, emb, extra=""):
+        s = score(emb, None, truth, batch, 7, args.seed)
+        print(f"{name} seed {args.seed}: ARI {s['kmeans']['ari']:.3f} | "
+              + " ".join(f"{k} {v:.3f}" for k, v in s["integration"].items()) + extra, flush=True)
+
+    show("plain", z)
+    try:
+        import harmonypy
+        import pandas as pd
+    except ImportError:
+        print("harmonypy not installed: Harmony skipped", flush=True)
+    else:
+        b = np.repeat([str(i) for i in range(len(slices))], [a.n_obs for a in slices])
+        for theta in (2.0, 4.0, 8.0):
+            out = harmonypy.run_harmony(np.asarray(z, dtype=np.float64), pd.DataFrame({"slice": b}), ["slice"], theta=theta,
+                                        random_state=args.seed, verbose=False)
+            h = np.asarray(out.Z_corr)
+            show(f"harmony theta{theta:g}", h if h.shape[0] == len(b) else h.T)
+    for k, sigma in ((20, 0.1), (20, 0.02), (50, 0.1), (20, 0.005), (10, 0.01), (20, 0.01), (50, 0.01), (50, 0.005)):
+        show(f"mnn k{k} sigma{sigma:g}", fixed_bandwidth_mnn(z, batch, k, sigma))
+    for k, anchors in ((20, 50), (10, 50), (30, 50), (20, 20)):
+        t0 = time.perf_counter()
+        c = mnn_correct(z, batch, k=k, n_anchors=anchors)
+        show(f"tl.mnn_correct k{k} anchors{anchors}", c, f" ({time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -83,5 +83,6 @@ def test_bad_input_is_refused_with_the_fix():
         ss.tl.correct_slices(adata, use_rep="X_other")
     with pytest.raises(SpotscapeInputError, match="one per spot"):
         ss.tl.mnn_correct(z, groups[:-1])
-    with pytest.raises(SpotscapeInputError, match="every slice once"):
-        ss.tl.mnn_correct(z, groups, order=["a"])
+    for order in (["a"], ["a", "b", "c"], ["a", "a", "b"]):
+        with pytest.raises(SpotscapeInputError, match="every slice once"):
+            ss.tl.mnn_correct(z, groups, order=order)

@@ -55,8 +55,7 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
     if groups.shape[0] != z.shape[0]:
         raise SpotscapeInputError(f"{groups.shape[0]} slice labels for {z.shape[0]} spots: give one per spot.")
     names = list(dict.fromkeys(groups.tolist())) if order is None else list(order)
-    missing = set(groups.tolist()) - set(names)
-    if missing or len(names) != len(set(names)):
+    if set(names) != set(groups.tolist()) or len(names) != len(set(names)):
         raise SpotscapeInputError(f"order must name every slice once; slices: {sorted(set(groups.tolist()))}.")
     if k < 1 or n_anchors < 1:
         raise SpotscapeInputError("k and n_anchors must be >= 1.")

@@ -7,6 +7,7 @@ correction and its defaults were chosen (README, "Side by side"; lines in
 ``benchmarks/results/integration_variants.log``).
 
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --data ../shared/data
+    benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --orders   # merge orders, twice
 
 The embedding is trained once per seed (the peers runner's ``t_spotscape``) and kept in
 ``--cache`` (default: the system's temporary folder).
@@ -51,6 +52,8 @@ def main():
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=tempfile.gettempdir())
+    ap.add_argument("--orders", action="store_true", help="instead: tl.mnn_correct's defaults with other merge orders "
+                    "(reference first), and applied twice")
     args = ap.parse_args()
     import tools
     from run import load_truth, score
@@ -70,6 +73,13 @@ def main():
               + " ".join(f"{k} {v:.3f}" for k, v in s["integration"].items()) + extra, flush=True)
 
     show("plain", z)
+    if args.orders:
+        for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 0, 1, 3], [3, 0, 1, 2], [0, 2, 3, 1]):
+            show(f"tl.mnn_correct order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order))
+        once = mnn_correct(z, batch)
+        show("tl.mnn_correct twice", mnn_correct(once, batch))
+        show("tl.mnn_correct twice, the second in reverse order", mnn_correct(once, batch, order=[3, 2, 1, 0]))
+        return
     try:
         import harmonypy
         import pandas as pd

@@ -31,14 +31,15 @@ def fixed_bandwidth_mnn(z, groups, k, sigma):
     """Slices merged in order onto the first; each spot moves by the kernel-weighted mean of every
     mutual-nearest-neighbour pair's vector, weights exp(-(d^2 - min d^2) / sigma) over the squared
     distance to the pair's spot in its own slice (the exploratory form of tl.mnn_correct)."""
-    from spotscape.tl._correct import _mutual_pairs, _unit
+    from spotscape.tl import mutual_nearest_neighbors
+    from spotscape.tl._align import _unit
 
     z = _unit(np.asarray(z, dtype=np.float64))
     merged = groups == groups[0]
     for s in list(dict.fromkeys(groups.tolist()))[1:]:
         cur = groups == s
         a, b = z[merged], z[cur]
-        i, j = _mutual_pairs(a, b, k)
+        i, j = mutual_nearest_neighbors(a, b, k).T
         d2 = 2.0 - 2.0 * (b @ b[j].T)
         w = np.exp(-(d2 - d2.min(1, keepdims=True)) / sigma)
         w /= w.sum(1, keepdims=True)

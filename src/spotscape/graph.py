@@ -16,7 +16,8 @@ GRID_CV = 0.08  # nearest-neighbour distances this uniform mean a spot grid (Vis
 GRID_RADIUS_FACTOR = 1.3  # hexagonal grid: the 6 spots of the first ring lie at d, the next at 1.73 d
 
 
-def _nn_distances(coords: np.ndarray) -> np.ndarray:
+def nearest_spot_distances(coords: np.ndarray) -> np.ndarray:
+    """Each spot's distance to its nearest other spot."""
     return cKDTree(coords).query(coords, k=2)[0][:, 1]
 
 
@@ -27,7 +28,7 @@ def choose_graph(coords: np.ndarray) -> dict:
     variation of the central 90 %); the radius is then 1.3 x the median spacing, which gives each
     Visium spot its 6 hexagonal neighbours (and each ST spot its 4 square neighbours).
     """
-    d = _nn_distances(coords)
+    d = nearest_spot_distances(coords)
     lo, hi = np.quantile(d, [0.05, 0.95])
     core = d[(d >= lo) & (d <= hi)]
     cv = core.std() / max(core.mean(), 1e-12)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import SpotscapeInputError
+from ..graph import nearest_spot_distances
 
 
 def _unit(z: np.ndarray) -> np.ndarray:
@@ -14,11 +15,12 @@ def _unit(z: np.ndarray) -> np.ndarray:
     return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
 
-def _knn(ref: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+def _knn(ref: np.ndarray, query: np.ndarray, k: int, return_distance: bool = False):
+    """Each query row's ``k`` nearest rows of ``ref`` (Euclidean): indices, or (distances, indices)."""
     from sklearn.neighbors import NearestNeighbors  # here: 1.5 s of import that training never needs
 
     k = min(k, len(ref))
-    return NearestNeighbors(n_neighbors=k).fit(ref).kneighbors(query, return_distance=False)
+    return NearestNeighbors(n_neighbors=k).fit(ref).kneighbors(query, return_distance=return_distance)
 
 
 def mutual_nearest_neighbors(z_a: np.ndarray, z_b: np.ndarray, k: int = 5) -> np.ndarray:
@@ -62,10 +64,7 @@ def _apply(xy, r, t, s):
 
 def spot_spacing(xy: np.ndarray) -> float:
     """Median distance from each spot to its nearest other spot."""
-    from sklearn.neighbors import NearestNeighbors  # here: 1.5 s of import that training never needs
-
-    d = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)[0][:, 1]
-    return float(np.median(d))
+    return float(np.median(nearest_spot_distances(np.asarray(xy, dtype=np.float64))))
 
 
 def robust_rigid_transform(src, dst, scale: bool = False, n_iter: int = 2000, threshold: float | None = None, seed: int = 0):

@@ -21,29 +21,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validate import SpotscapeInputError
+from ._align import _knn, _unit, mutual_nearest_neighbors
 
 BANDWIDTH_NEIGHBOUR = 5  # the bandwidth: median squared distance to this nearest spot of the same slice
-
-
-def _unit(z: np.ndarray) -> np.ndarray:
-    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-
-
-def _knn(ref: np.ndarray, query: np.ndarray, k: int):
-    from sklearn.neighbors import NearestNeighbors  # here: 1.5 s of import that training never needs
-
-    return NearestNeighbors(n_neighbors=min(k, len(ref))).fit(ref).kneighbors(query)
-
-
-def _mutual_pairs(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows of a, rows of b) of the pairs that are among each other's k nearest neighbours."""
-    ab = _knn(b, a, k)[1]  # a's neighbours in b
-    ba = _knn(a, b, k)[1]
-    m_ab = sp.csr_matrix((np.ones(ab.size), (np.repeat(np.arange(len(a)), ab.shape[1]), ab.ravel())), shape=(len(a), len(b)))
-    m_ba = sp.csr_matrix((np.ones(ba.size), (ba.ravel(), np.repeat(np.arange(len(b)), ba.shape[1]))), shape=(len(a), len(b)))
-    mutual = sp.coo_matrix(m_ab.multiply(m_ba))
-    order = np.lexsort((mutual.col, mutual.row))
-    return mutual.row[order], mutual.col[order]
 
 
 def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=None) -> np.ndarray:
@@ -52,7 +32,7 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
     first appear); the first is the reference and does not move (up to unit length). The mixing
     depends on it (four DLPFC slices, README: iLISI 0.63-0.73 by the reference): put the slice most
     like the others first."""
-    z = _unit(np.asarray(z, dtype=np.float64))
+    z = _unit(z)
     groups = np.asarray(groups)
     if groups.shape[0] != z.shape[0]:
         raise SpotscapeInputError(f"{groups.shape[0]} slice labels for {z.shape[0]} spots: give one per spot.")
@@ -66,7 +46,7 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
         cur = np.flatnonzero(groups == name)
         ref = np.flatnonzero(merged)
         a, b = z[ref], z[cur]
-        i, j = _mutual_pairs(a, b, k)
+        i, j = mutual_nearest_neighbors(a, b, k).T
         if len(i) == 0:
             warnings.warn(f"slice {name!r}: no mutual nearest neighbours with the slices before it; left as it is.", stacklevel=2)
             merged[cur] = True
@@ -75,9 +55,9 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
         vectors = np.zeros((len(anchors), z.shape[1]))
         np.add.at(vectors, inverse, a[i] - b[j])
         vectors /= counts[:, None]
-        d_self = _knn(b, b, BANDWIDTH_NEIGHBOUR + 1)[0][:, -1]
+        d_self = _knn(b, b, BANDWIDTH_NEIGHBOUR + 1, return_distance=True)[0][:, -1]
         bandwidth = max(float(np.median(d_self**2)), 1e-12)
-        d, idx = _knn(b[anchors], b, n_anchors)
+        d, idx = _knn(b[anchors], b, n_anchors, return_distance=True)
         d2 = d**2
         w = counts[idx] * np.exp(-(d2 - d2[:, :1]) / bandwidth)  # an anchor counts once per pair, as in fastMNN
         w /= w.sum(axis=1, keepdims=True)

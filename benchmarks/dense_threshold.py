@@ -4,7 +4,7 @@ forced sparse and forced dense, in alternation, on real slices and the demo tiss
 
     python benchmarks/dense_threshold.py --rounds 2 --steps 8
 
-Writes benchmarks/results/dense_threshold.md.
+Writes benchmarks/results/dense_threshold.md (``--out`` for another file: another machine's figures).
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--out", default=str(HERE / "results" / "dense_threshold.md"))
     args = ap.parse_args()
     default = sparse.DENSE_ABOVE
     lines = [f"Median seconds per full-batch step (first step left out), input forced sparse (CSR) or dense, "
@@ -73,7 +74,7 @@ def main():
         print(line, flush=True)
         lines.append(line)
     lines += ["", f"Rule in the package: dense when the fill exceeds {default} (and the dense matrix takes under 2 GB)."]
-    out = HERE / "results" / "dense_threshold.md"
+    out = Path(args.out)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

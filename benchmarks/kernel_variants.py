@@ -1,7 +1,7 @@
 """Variants of spotscape's CPU sparse kernel (``spotscape._sparse``) on a DLPFC slice's input, for a
 new machine: the chunk of the dense operand's rows kept in cache (``CHUNK_BYTES``), and the kernel
 compiled with fused multiply-adds allowed (``fastmath={"contract"}``) or with fast-math, against
-the package's kernel. Prints the median over rounds of 10 products, X W and X^T G with 256 columns,
+the package's kernel; and torch's own CSR product (MKL's sparse BLAS on a CPU build). Prints the median over rounds of 10 products, X W and X^T G with 256 columns,
 and the largest difference from the package's result.
 
     python benchmarks/kernel_variants.py --slices 151674 151673 --rounds 3
@@ -71,6 +71,13 @@ def main():
         for kname, v in res.items():
             xw, xtg, diff = np.median(np.array(v), 0)
             print(f"  kernel {kname}: X W {xw:.1f} ms, X^T G {xtg:.1f} ms, largest difference {diff:.1e}")
+        csr, csr_t = S._to_torch_csr(x, "cpu"), S._to_torch_csr(x.T.tocsr(), "cpu")
+        tw, tg = torch.from_numpy(w), torch.from_numpy(g)
+        diff = float(np.abs((csr @ tw).numpy() - ref).max())
+        v = [(timed(lambda: csr @ tw), timed(lambda: csr_t @ tg)) for _ in range(args.rounds)]
+        xw, xtg = np.median(np.array(v), 0)
+        print(f"  torch CSR product ({torch.get_num_threads()} threads): X W {xw:.1f} ms, X^T G {xtg:.1f} ms, "
+              f"largest difference {diff:.1e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ correction and its defaults were chosen (README, "Side by side"; lines in
 
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --data ../shared/data
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --orders   # merge orders, twice
+    benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw      # where batch ASW is lost
+    benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw --peers spagcn banksy
 
 The embedding is trained once per seed (the peers runner's ``t_spotscape``) and kept in
 ``--cache`` (default: the system's temporary folder).
@@ -48,6 +50,52 @@ def fixed_bandwidth_mnn(z, groups, k, sigma):
     return z
 
 
+def batch_asw_by_domain(z, truth, batch, show, peers):
+    """scIB's batch ASW is the mean over domains of mean(1 - |s|), s the silhouette of a spot's slice
+    among the spots of its domain. Printed per domain: that score, each slice's mean s (> 0: the
+    slice's spots sit apart from the others') and RMS distance to its own centroid (spread); then
+    corrections that move more than the local one: a broad fixed-bandwidth MNN first, and a
+    location-and-scale match per k-means cluster and slice (ComBat's idea) after it."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_samples
+
+    from spotscape.tl import mnn_correct
+    from spotscape.tl._align import _unit
+
+    def per_domain(name, emb):
+        print(f"{name}: domain, batch ASW, then per slice: mean silhouette / spread", flush=True)
+        for lab in np.unique(truth[truth != ""]):
+            m = truth == lab
+            s = silhouette_samples(emb[m], batch[m])
+            cols = []
+            for b in np.unique(batch):
+                x = emb[m & (batch == b)]
+                cols.append(f"{s[batch[m] == b].mean():+.3f} / {np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean()):.3f}")
+            print(f"  {lab:4} {np.mean(1 - np.abs(s)):.3f}  " + "  ".join(cols), flush=True)
+
+    corrected = mnn_correct(z, batch)
+    for name, emb in peers.items():
+        show(name, emb)
+        per_domain(name, emb)
+    per_domain("plain", z)
+    per_domain("tl.mnn_correct", corrected)
+    for sigma in (0.1, 1.0):
+        show(f"mnn k20 sigma{sigma:g} then tl.mnn_correct", mnn_correct(fixed_bandwidth_mnn(z, batch, 20, sigma), batch))
+    for k in (7, 15):
+        cluster = KMeans(k, n_init=4, random_state=0).fit_predict(corrected)
+        out = corrected.astype(np.float64)
+        for c in range(k):
+            m = cluster == c
+            centre = corrected[m].mean(0)
+            spread = np.sqrt(((corrected[m] - centre) ** 2).sum(1).mean())
+            for b in np.unique(batch):
+                mb = m & (batch == b)
+                if mb.sum() >= 5:
+                    x = corrected[mb]
+                    out[mb] = centre + (x - x.mean(0)) * spread / np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean())
+        show(f"tl.mnn_correct then location and scale per k-means cluster (k={k}) and slice", _unit(out))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
@@ -55,6 +103,10 @@ def main():
     ap.add_argument("--cache", default=tempfile.gettempdir())
     ap.add_argument("--orders", action="store_true", help="instead: tl.mnn_correct's defaults with other merge orders "
                     "(reference first), and applied twice")
+    ap.add_argument("--asw", action="store_true", help="instead: batch ASW by domain and slice (silhouettes, spread) "
+                    "before and after tl.mnn_correct, and corrections aimed at it")
+    ap.add_argument("--peers", nargs="*", default=[], help="with --asw: the same by domain for these tools of "
+                    "peers/tools.py (their representation, trained once per seed and cached like spotscape's)")
     args = ap.parse_args()
     import tools
     from run import load_truth, score
@@ -74,6 +126,14 @@ def main():
               + " ".join(f"{k} {v:.3f}" for k, v in s["integration"].items()) + extra, flush=True)
 
     show("plain", z)
+    if args.asw:
+        peers = {}
+        for name in args.peers:
+            path = Path(args.cache, f"{name}_dlpfc4_seed{args.seed}.npy")
+            if not path.exists():
+                np.save(path, getattr(tools, f"t_{name}")(slices, 7, args.seed)["emb"])
+            peers[name] = np.load(path)
+        return batch_asw_by_domain(z, truth, batch, show, peers)
     if args.orders:
         for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 0, 1, 3], [3, 0, 1, 2], [0, 2, 3, 1]):
             show(f"tl.mnn_correct order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order))

@@ -118,3 +118,6 @@ run_to peers_time_2026-12-02g --seeds 2 --tools spagcn spotscape --datasets dlpf
 # spotscape's own slice correction after training (spotscape.tl.mnn_correct, mutual nearest
 # neighbours; 2026-12-02, thirteenth session): five seeds on the four slices integrated
 run --tools spotscape_mnn --datasets dlpfc_4_integrated
+# Four more SpaGCN / spotscape pairs on 151674, the slice where the two were level (2026-12-02,
+# fourteenth session, the same Zen 5 machine, 1d9b019), into a file of their own
+run_to peers_time_2026-12-02h --seeds 4 --tools spagcn spotscape --datasets 151674

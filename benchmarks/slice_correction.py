@@ -50,12 +50,14 @@ def fixed_bandwidth_mnn(z, groups, k, sigma):
     return z
 
 
-def batch_asw_by_domain(z, truth, batch, show, peers):
+def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
     """scIB's batch ASW is the mean over domains of mean(1 - |s|), s the silhouette of a spot's slice
     among the spots of its domain. Printed per domain: that score, each slice's mean s (> 0: the
     slice's spots sit apart from the others') and RMS distance to its own centroid (spread); then
     corrections that move more than the local one: a broad fixed-bandwidth MNN first, and a
-    location-and-scale match per k-means cluster and slice (ComBat's idea) after it."""
+    location-and-scale match per k-means cluster and slice (ComBat's idea) after it. Last, each
+    slice trained alone (same seed): its domains' spread, to tell the slices' own from the joint
+    training's."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_samples
 
@@ -94,6 +96,16 @@ def batch_asw_by_domain(z, truth, batch, show, peers):
                     x = corrected[mb]
                     out[mb] = centre + (x - x.mean(0)) * spread / np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean())
         show(f"tl.mnn_correct then location and scale per k-means cluster (k={k}) and slice", _unit(out))
+    import anndata as ad
+
+    from spotscape import Spotscape
+
+    for f in files:
+        a = ad.read_h5ad(f)
+        emb = Spotscape(a, seed=seed, device="cpu").fit(progress=False).embed()
+        lab = a.obs["layer_guess"].astype(str).to_numpy()
+        spread = {d: np.sqrt(((emb[lab == d] - emb[lab == d].mean(0)) ** 2).sum(1).mean()) for d in np.unique(lab[lab != "nan"])}
+        print(f"{f.stem} trained alone, spread by domain: " + " ".join(f"{d} {v:.3f}" for d, v in spread.items()), flush=True)
 
 
 def main():
@@ -133,7 +145,7 @@ def main():
             if not path.exists():
                 np.save(path, getattr(tools, f"t_{name}")(slices, 7, args.seed)["emb"])
             peers[name] = np.load(path)
-        return batch_asw_by_domain(z, truth, batch, show, peers)
+        return batch_asw_by_domain(z, truth, batch, show, peers, files, args.seed)
     if args.orders:
         for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 0, 1, 3], [3, 0, 1, 2], [0, 2, 3, 1]):
             show(f"tl.mnn_correct order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order))

@@ -65,14 +65,20 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
     from spotscape.tl._align import _unit
 
     def per_domain(name, emb):
-        print(f"{name}: domain, batch ASW, then per slice: mean silhouette / spread", flush=True)
-        for lab in np.unique(truth[truth != ""]):
+        print(f"{name}: domain, batch ASW, then per slice: mean silhouette / spread / share of the spots nearer "
+              "another domain's centroid (slices pooled)", flush=True)
+        domains = np.unique(truth[truth != ""])
+        centroids = np.stack([emb[truth == d].mean(0) for d in domains])
+        nearest = domains[np.argmin(((emb[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)]
+        for lab in domains:
             m = truth == lab
             s = silhouette_samples(emb[m], batch[m])
             cols = []
             for b in np.unique(batch):
-                x = emb[m & (batch == b)]
-                cols.append(f"{s[batch[m] == b].mean():+.3f} / {np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean()):.3f}")
+                mb = m & (batch == b)
+                x = emb[mb]
+                cols.append(f"{s[batch[m] == b].mean():+.3f} / {np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean()):.3f} / "
+                            f"{np.mean(nearest[mb] != lab):.3f}")
             print(f"  {lab:4} {np.mean(1 - np.abs(s)):.3f}  " + "  ".join(cols), flush=True)
 
     corrected = mnn_correct(z, batch)

@@ -1,8 +1,9 @@
 """Variants of spotscape's CPU sparse kernel (``spotscape._sparse``) on a DLPFC slice's input, for a
 new machine: the chunk of the dense operand's rows kept in cache (``CHUNK_BYTES``), and the kernel
 compiled with fused multiply-adds allowed (``fastmath={"contract"}``) or with fast-math, against
-the package's kernel; and torch's own CSR product (MKL's sparse BLAS on a CPU build). Prints the median over rounds of 10 products, X W and X^T G with 256 columns,
-and the largest difference from the package's result.
+the package's kernel; and torch's own CSR product (MKL's sparse BLAS on a CPU build). Prints the
+median over rounds of 10 products, X W and X^T G with 256 columns, and the largest difference from
+the package's result.
 
     python benchmarks/kernel_variants.py --slices 151674 151673 --rounds 3
 """

@@ -53,7 +53,8 @@ def fixed_bandwidth_mnn(z, groups, k, sigma):
 def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
     """scIB's batch ASW is the mean over domains of mean(1 - |s|), s the silhouette of a spot's slice
     among the spots of its domain. Printed per domain: that score, each slice's mean s (> 0: the
-    slice's spots sit apart from the others') and RMS distance to its own centroid (spread); then
+    slice's spots sit apart from the others'), RMS distance to its own centroid (spread) and share
+    of its spots nearer another domain's centroid (all slices' spots of that domain pooled); then
     corrections that move more than the local one: a broad fixed-bandwidth MNN first, and a
     location-and-scale match per k-means cluster and slice (ComBat's idea) after it. Last, each
     slice trained alone (same seed): its domains' spread, to tell the slices' own from the joint

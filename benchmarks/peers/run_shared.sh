@@ -121,3 +121,6 @@ run --tools spotscape_mnn --datasets dlpfc_4_integrated
 # Four more SpaGCN / spotscape pairs on 151674, the slice where the two were level (2026-12-02,
 # fourteenth session, the same Zen 5 machine, 1d9b019), into a file of their own
 run_to peers_time_2026-12-02h --seeds 4 --tools spagcn spotscape --datasets 151674
+# GraphST on the four slices integrated, given 70 minutes instead of 45 (2026-12-02, fourteenth
+# session): it timed out again, at 8.5 GB resident when last seen
+run --seeds 1 --tools graphst --rerun graphst --datasets dlpfc_4_integrated --timeout 4200

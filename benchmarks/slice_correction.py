@@ -10,6 +10,7 @@ correction and its defaults were chosen (README, "Side by side"; lines in
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --orders   # merge orders, twice
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw      # where batch ASW is lost
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw --peers spagcn banksy
+    benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --auto     # two passes; merge order from the data
 
 The embedding is trained once per seed (the peers runner's ``t_spotscape``) and kept in
 ``--cache`` (default: the system's temporary folder).
@@ -82,14 +83,16 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
                             f"{np.mean(nearest[mb] != lab):.3f}")
             print(f"  {lab:4} {np.mean(1 - np.abs(s)):.3f}  " + "  ".join(cols), flush=True)
 
-    corrected = mnn_correct(z, batch)
+    corrected = mnn_correct(z, batch, passes=1)  # as run in the fourteenth session, before two passes were the default
     for name, emb in peers.items():
         show(name, emb)
         per_domain(name, emb)
     per_domain("plain", z)
     per_domain("tl.mnn_correct", corrected)
+    show("tl.mnn_correct two passes (the default since the fifteenth session)", mnn_correct(z, batch))
+    per_domain("tl.mnn_correct two passes", mnn_correct(z, batch))
     for sigma in (0.1, 1.0):
-        show(f"mnn k20 sigma{sigma:g} then tl.mnn_correct", mnn_correct(fixed_bandwidth_mnn(z, batch, 20, sigma), batch))
+        show(f"mnn k20 sigma{sigma:g} then tl.mnn_correct", mnn_correct(fixed_bandwidth_mnn(z, batch, 20, sigma), batch, passes=1))
     for k in (7, 15):
         cluster = KMeans(k, n_init=4, random_state=0).fit_predict(corrected)
         out = corrected.astype(np.float64)
@@ -115,6 +118,45 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
         print(f"{f.stem} trained alone, spread by domain: " + " ".join(f"{d} {v:.3f}" for d, v in spread.items()), flush=True)
 
 
+def connectivity_by_domain(z, truth, batch, mnn_correct):
+    """scIB's graph connectivity per annotated domain (largest connected share of the domain's
+    15-nearest-neighbour graph, as ``run.py`` scores it), before the correction, after one pass and
+    after two, with the spots outside the largest component counted by slice."""
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.neighbors import kneighbors_graph
+
+    keep = truth != ""
+    for name, emb in (("plain", z), ("one pass", mnn_correct(z, batch, passes=1)), ("two passes", mnn_correct(z, batch))):
+        e, lab, b = emb[keep], truth[keep], batch[keep]
+        g = kneighbors_graph(e, 15, include_self=False)
+        out = []
+        for d in np.unique(lab):
+            m = np.flatnonzero(lab == d)
+            _, comp = connected_components(g[m][:, m], directed=False)
+            sizes = np.bincount(comp)
+            outside = np.bincount(b[m][comp != sizes.argmax()], minlength=len(SLICES))
+            out.append(f"{d} {sizes.max() / len(m):.3f} (outside by slice {'/'.join(map(str, outside))})")
+        print(f"graph connectivity by domain, {name}: " + "; ".join(out), flush=True)
+
+
+def auto_order(z, groups, k=20):
+    """A merge order from the data (batchelor's ``auto.merge``): first the two slices with the most
+    mutual-nearest-neighbour pairs, then, one at a time, the slice with the most pairs to those
+    merged so far. Tried (``--auto``) and not taken into the package: it mixed less than the
+    manifest's order on all five seeds."""
+    from spotscape.tl import mutual_nearest_neighbors
+
+    names = list(dict.fromkeys(groups.tolist()))
+    rows = {n: np.flatnonzero(groups == n) for n in names}
+    pairs = {(a, b): len(mutual_nearest_neighbors(z[rows[a]], z[rows[b]], k)) for i, a in enumerate(names) for b in names[i + 1:]}
+    order = list(max(pairs, key=pairs.get))
+    while len(order) < len(names):
+        merged = np.concatenate([rows[n] for n in order])
+        rest = [n for n in names if n not in order]
+        order.append(rest[int(np.argmax([len(mutual_nearest_neighbors(z[merged], z[rows[n]], k)) for n in rest]))])
+    return order
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
@@ -122,6 +164,8 @@ def main():
     ap.add_argument("--cache", default=tempfile.gettempdir())
     ap.add_argument("--orders", action="store_true", help="instead: tl.mnn_correct's defaults with other merge orders "
                     "(reference first), and applied twice")
+    ap.add_argument("--auto", action="store_true", help="instead: the merge order chosen by mutual-neighbour counts "
+                    "(batchelor's auto.merge), against each slice as the reference, once and with a second pass in reverse")
     ap.add_argument("--asw", action="store_true", help="instead: batch ASW by domain and slice (silhouettes, spread) "
                     "before and after tl.mnn_correct, and corrections aimed at it")
     ap.add_argument("--peers", nargs="*", default=[], help="with --asw: the same by domain for these tools of "
@@ -153,12 +197,28 @@ def main():
                 np.save(path, getattr(tools, f"t_{name}")(slices, 7, args.seed)["emb"])
             peers[name] = np.load(path)
         return batch_asw_by_domain(z, truth, batch, show, peers, files, args.seed)
+    if args.auto:
+        from spotscape.tl import mutual_nearest_neighbors
+        for i in range(4):
+            for j in range(i + 1, 4):
+                n = len(mutual_nearest_neighbors(z[batch == i], z[batch == j], 20))
+                print(f"mnn pairs {SLICES[i]}-{SLICES[j]}: {n}", flush=True)
+        order = auto_order(z, batch)
+        show(f"tl.mnn_correct auto order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order, passes=1))
+        for ref in range(4):
+            o = [ref] + [i for i in range(4) if i != ref]
+            once = mnn_correct(z, batch, order=o, passes=1)
+            name = '-'.join(SLICES[i] for i in o)
+            show(f"tl.mnn_correct order {name}", once)
+            show(f"tl.mnn_correct order {name} then reverse", mnn_correct(z, batch, order=o, passes=2))
+        connectivity_by_domain(z, truth, batch, mnn_correct)
+        return
     if args.orders:
         for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 0, 1, 3], [3, 0, 1, 2], [0, 2, 3, 1]):
-            show(f"tl.mnn_correct order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order))
-        once = mnn_correct(z, batch)
-        show("tl.mnn_correct twice", mnn_correct(once, batch))
-        show("tl.mnn_correct twice, the second in reverse order", mnn_correct(once, batch, order=[3, 2, 1, 0]))
+            show(f"tl.mnn_correct order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order, passes=1))
+        once = mnn_correct(z, batch, passes=1)
+        show("tl.mnn_correct twice", mnn_correct(once, batch, passes=1))
+        show("tl.mnn_correct twice, the second in reverse order", mnn_correct(once, batch, order=[3, 2, 1, 0], passes=1))
         return
     try:
         import harmonypy
@@ -176,7 +236,7 @@ def main():
         show(f"mnn k{k} sigma{sigma:g}", fixed_bandwidth_mnn(z, batch, k, sigma))
     for k, anchors in ((20, 50), (10, 50), (30, 50), (20, 20)):
         t0 = time.perf_counter()
-        c = mnn_correct(z, batch, k=k, n_anchors=anchors)
+        c = mnn_correct(z, batch, k=k, n_anchors=anchors, passes=1)
         show(f"tl.mnn_correct k{k} anchors{anchors}", c, f" ({time.perf_counter() - t0:.1f} s)")
 
 

@@ -10,24 +10,24 @@ import spotscape as ss
 from spotscape import SpotscapeInputError
 
 
-def _slices(seed=0, n=600, dims=16, domains=4, shift=0.6):
-    """Two slices of one layered tissue in an embedding: each spot = its domain's centre plus a
-    smooth position inside the domain plus noise; the second slice's spots are moved by an offset
-    that differs per domain (a batch effect that is not one global shift)."""
+def _slices(seed=0, n=600, dims=16, domains=4, shift=0.6, slices=2):
+    """Slices of one layered tissue in an embedding: each spot = its domain's centre plus a smooth
+    position inside the domain plus noise; each slice after the first has its spots moved by an
+    offset of its own that differs per domain (a batch effect that is not one global shift)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(domains, dims)) * 2.0
     axis = rng.normal(size=(domains, dims))
-    offsets = rng.normal(size=(domains, dims)) * shift
     zs, labels = [], []
-    for s in range(2):
+    for s in range(slices):
+        offsets = rng.normal(size=(domains, dims)) * shift
         lab = rng.integers(0, domains, n)
         pos = rng.uniform(-1, 1, n)[:, None]
         z = centres[lab] + 0.5 * pos * axis[lab] + rng.normal(scale=0.15, size=(n, dims))
-        if s == 1:
+        if s > 0:
             z = z + offsets[lab]
         zs.append(z)
         labels.append(lab)
-    return np.vstack(zs).astype(np.float32), np.concatenate(labels), np.repeat(["a", "b"], n)
+    return np.vstack(zs).astype(np.float32), np.concatenate(labels), np.repeat(list("abcdefgh"[:slices]), n)
 
 
 def _other_slice_fraction(z, groups, k=30):
@@ -46,22 +46,38 @@ def _ari(z, labels, k):
 def test_correction_mixes_the_slices_and_keeps_the_domains(shift):
     z, labels, groups = _slices(shift=shift)
     before = z.copy()
-    c = ss.tl.mnn_correct(z, groups)
+    one = ss.tl.mnn_correct(z, groups, passes=1)
     assert np.array_equal(z, before)  # the input is not changed
+    # with one pass the reference slice (the first) only goes to unit length
+    ref = groups == "a"
+    assert np.allclose(one[ref], z[ref] / np.linalg.norm(z[ref], axis=1, keepdims=True), atol=1e-6)
+    c = ss.tl.mnn_correct(z, groups)  # two passes, the default
+    assert np.array_equal(z, before)
     assert c.dtype == np.float32 and c.shape == z.shape
     assert np.allclose(np.linalg.norm(c, axis=1), 1, atol=1e-5)
-    # the reference slice (the first) only goes to unit length
-    ref = groups == "a"
-    assert np.allclose(c[ref], z[ref] / np.linalg.norm(z[ref], axis=1, keepdims=True), atol=1e-6)
-    mixed_before, mixed_after = _other_slice_fraction(z, groups), _other_slice_fraction(c, groups)
-    assert mixed_before < 0.05 and mixed_after > 0.25, (mixed_before, mixed_after)  # 0.5 = perfectly mixed
-    assert _ari(c, labels, 4) > 0.95  # the pooled domains stay (1.0 before the correction)
+    assert not np.allclose(c, one, atol=1e-3)  # the second pass moved the first slice too
+    mixed_before = _other_slice_fraction(z, groups)
+    assert mixed_before < 0.05, mixed_before
+    for out in (one, c):
+        assert _other_slice_fraction(out, groups) > 0.25  # 0.5 = perfectly mixed
+        assert _ari(out, labels, 4) > 0.95  # the pooled domains stay (1.0 before the correction)
     assert np.array_equal(c, ss.tl.mnn_correct(z, groups))  # deterministic
+
+
+def test_second_pass_mixes_more_whichever_slice_is_first():
+    """Three slices with batch effects of their own: the reverse second pass (the default) mixes
+    them more than one pass, whatever the order, and keeps the domains."""
+    z, labels, groups = _slices(seed=3, n=400, shift=1.0, slices=3)
+    for order in (["a", "b", "c"], ["b", "a", "c"], ["c", "a", "b"]):
+        one = ss.tl.mnn_correct(z, groups, order=order, passes=1)
+        two = ss.tl.mnn_correct(z, groups, order=order)
+        assert _other_slice_fraction(two, groups) > _other_slice_fraction(one, groups) + 0.05  # 2/3 = perfectly mixed
+        assert _ari(two, labels, 4) > 0.95
 
 
 def test_order_names_the_reference_and_anndata_helper():
     z, _, groups = _slices(seed=1, n=300)
-    c = ss.tl.mnn_correct(z, groups, order=["b", "a"])
+    c = ss.tl.mnn_correct(z, groups, order=["b", "a"], passes=1)
     b = groups == "b"
     assert np.allclose(c[b], z[b] / np.linalg.norm(z[b], axis=1, keepdims=True), atol=1e-6)
     adata = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32), obsm={"X_spotscape": z})
@@ -83,6 +99,8 @@ def test_bad_input_is_refused_with_the_fix():
         ss.tl.correct_slices(adata, use_rep="X_other")
     with pytest.raises(SpotscapeInputError, match="one per spot"):
         ss.tl.mnn_correct(z, groups[:-1])
+    with pytest.raises(SpotscapeInputError, match="passes"):
+        ss.tl.mnn_correct(z, groups, passes=3)
     for order in (["a"], ["a", "b", "c"], ["a", "a", "b"]):
         with pytest.raises(SpotscapeInputError, match="every slice once"):
             ss.tl.mnn_correct(z, groups, order=order)

@@ -124,3 +124,6 @@ run_to peers_time_2026-12-02h --seeds 4 --tools spagcn spotscape --datasets 1516
 # GraphST on the four slices integrated, given 70 minutes instead of 45 (2026-12-02, fourteenth
 # session): it timed out again, at 8.5 GB resident when last seen
 run --seeds 1 --tools graphst --rerun graphst --datasets dlpfc_4_integrated --timeout 4200
+# spotscape's slice correction with its second pass in reverse order, the default since the
+# fifteenth session (2026-12-03, Zen 5): the five seeds on the four slices integrated, rerun
+run --tools spotscape_mnn --rerun spotscape_mnn --datasets dlpfc_4_integrated

@@ -82,9 +82,12 @@ def test_order_names_the_reference_and_anndata_helper():
     assert np.allclose(c[b], z[b] / np.linalg.norm(z[b], axis=1, keepdims=True), atol=1e-6)
     adata = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32), obsm={"X_spotscape": z})
     adata.obs["slice"] = groups
+    assert ss.tl.correct_slices(adata, key_added=None) is not None and not adata.obsm.keys() - {"X_spotscape"} and not adata.uns
     out = ss.tl.correct_slices(adata)
     assert np.array_equal(adata.obsm["X_spotscape_mnn"], out)
     assert np.array_equal(out, ss.tl.mnn_correct(z, groups))
+    info = adata.uns["spotscape"]["slice_correction"]
+    assert info["order"] == ["a", "b"] and info["passes"] == 2 and info["k"] == 20 and info["use_rep"] == "X_spotscape"
 
 
 def test_bad_input_is_refused_with_the_fix():

@@ -84,7 +84,8 @@ def _merge(z, groups, names, k, n_anchors):
 def correct_slices(adata, slice_key: str = "slice", use_rep: str = "X_spotscape", key_added: str = "X_spotscape_mnn",
                    k: int = 20, order=None, passes: int = 2) -> np.ndarray:
     """``mnn_correct`` of ``adata.obsm[use_rep]`` with slices from ``adata.obs[slice_key]``; writes
-    ``adata.obsm[key_added]`` (None: only returns it)."""
+    ``adata.obsm[key_added]`` and its settings to ``adata.uns['spotscape']['slice_correction']``
+    (``key_added=None``: only returns it, ``adata`` unchanged)."""
     if use_rep not in adata.obsm:
         raise SpotscapeInputError(f"no obsm[{use_rep!r}]: embed first (Spotscape.embed) or pass use_rep.")
     if slice_key not in adata.obs:
@@ -95,4 +96,8 @@ def correct_slices(adata, slice_key: str = "slice", use_rep: str = "X_spotscape"
     out = mnn_correct(np.asarray(adata.obsm[use_rep]), groups, k=k, order=order, passes=passes)
     if key_added:
         adata.obsm[key_added] = out
+        merged = list(dict.fromkeys(groups.tolist())) if order is None else [str(o) for o in order]
+        adata.uns.setdefault("spotscape", {})["slice_correction"] = {
+            "method": "mutual nearest neighbours", "use_rep": use_rep, "key_added": key_added, "slice_key": slice_key,
+            "k": int(k), "passes": int(passes), "order": merged}
     return out

@@ -266,8 +266,8 @@ def t_spotscape_harmony(slices, k, seed):
 
 def t_spotscape_mnn(slices, k, seed):
     """spotscape's embedding with its own slice correction (``spotscape.tl.mnn_correct``: mutual
-    nearest neighbours, slices merged in the manifest's order), as ``spotscape run`` writes it to
-    ``obsm['X_spotscape_mnn']`` for several slices."""
+    nearest neighbours, slices merged in the manifest's order and then in the reverse), as
+    ``spotscape run`` writes it to ``obsm['X_spotscape_mnn']`` for several slices."""
     from spotscape.tl import mnn_correct
 
     groups = np.repeat(np.arange(len(slices)), [a.n_obs for a in slices])

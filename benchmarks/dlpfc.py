@@ -2,7 +2,7 @@
 several seeds, k-means with the true k. Every run is its own process (`spotscape run`), so wall
 time and peak memory are that run's own, reading to written outputs.
 
-    python benchmarks/dlpfc.py --seeds 5                      # the README table
+    python benchmarks/dlpfc.py --seeds 5 --out benchmarks/results/dlpfc_2026-12-03   # the README table (2026-12-03)
     python benchmarks/dlpfc.py --seeds 1 --published --only 151673   # the published schedule, for the time ratio
     python benchmarks/dlpfc.py --seeds 5 --device cuda --out benchmarks/results/dlpfc_gpu   # on a GPU
     python benchmarks/dlpfc.py --seeds 5 --raw-z --out benchmarks/results/dlpfc_raw_z   # k-means on raw z, as the paper

@@ -89,8 +89,9 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
         per_domain(name, emb)
     per_domain("plain", z)
     per_domain("tl.mnn_correct", corrected)
-    show("tl.mnn_correct two passes (the default since the fifteenth session)", mnn_correct(z, batch))
-    per_domain("tl.mnn_correct two passes", mnn_correct(z, batch))
+    two = mnn_correct(z, batch)
+    show("tl.mnn_correct two passes (the default since the fifteenth session)", two)
+    per_domain("tl.mnn_correct two passes", two)
     for sigma in (0.1, 1.0):
         show(f"mnn k20 sigma{sigma:g} then tl.mnn_correct", mnn_correct(fixed_bandwidth_mnn(z, batch, 20, sigma), batch, passes=1))
     for k in (7, 15):
@@ -118,15 +119,15 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
         print(f"{f.stem} trained alone, spread by domain: " + " ".join(f"{d} {v:.3f}" for d, v in spread.items()), flush=True)
 
 
-def connectivity_by_domain(z, truth, batch, mnn_correct):
+def connectivity_by_domain(embeddings, truth, batch):
     """scIB's graph connectivity per annotated domain (largest connected share of the domain's
-    15-nearest-neighbour graph, as ``run.py`` scores it), before the correction, after one pass and
-    after two, with the spots outside the largest component counted by slice."""
+    15-nearest-neighbour graph, as ``run.py`` scores it) of each named embedding, with the spots
+    outside the largest component counted by slice."""
     from scipy.sparse.csgraph import connected_components
     from sklearn.neighbors import kneighbors_graph
 
     keep = truth != ""
-    for name, emb in (("plain", z), ("one pass", mnn_correct(z, batch, passes=1)), ("two passes", mnn_correct(z, batch))):
+    for name, emb in embeddings.items():
         e, lab, b = emb[keep], truth[keep], batch[keep]
         g = kneighbors_graph(e, 15, include_self=False)
         out = []
@@ -142,8 +143,8 @@ def connectivity_by_domain(z, truth, batch, mnn_correct):
 def auto_order(z, groups, k=20):
     """A merge order from the data (batchelor's ``auto.merge``): first the two slices with the most
     mutual-nearest-neighbour pairs, then, one at a time, the slice with the most pairs to those
-    merged so far. Tried (``--auto``) and not taken into the package: it mixed less than the
-    manifest's order on all five seeds."""
+    merged so far. Returns the order and the pair counts of every two slices. Tried (``--auto``)
+    and not taken into the package: it mixed less than the manifest's order on all five seeds."""
     from spotscape.tl import mutual_nearest_neighbors
 
     names = list(dict.fromkeys(groups.tolist()))
@@ -154,7 +155,7 @@ def auto_order(z, groups, k=20):
         merged = np.concatenate([rows[n] for n in order])
         rest = [n for n in names if n not in order]
         order.append(rest[int(np.argmax([len(mutual_nearest_neighbors(z[merged], z[rows[n]], k)) for n in rest]))])
-    return order
+    return order, pairs
 
 
 def main():
@@ -198,20 +199,20 @@ def main():
             peers[name] = np.load(path)
         return batch_asw_by_domain(z, truth, batch, show, peers, files, args.seed)
     if args.auto:
-        from spotscape.tl import mutual_nearest_neighbors
-        for i in range(4):
-            for j in range(i + 1, 4):
-                n = len(mutual_nearest_neighbors(z[batch == i], z[batch == j], 20))
-                print(f"mnn pairs {SLICES[i]}-{SLICES[j]}: {n}", flush=True)
-        order = auto_order(z, batch)
+        order, pairs = auto_order(z, batch)
+        for (i, j), n in pairs.items():
+            print(f"mnn pairs {SLICES[i]}-{SLICES[j]}: {n}", flush=True)
         show(f"tl.mnn_correct auto order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order, passes=1))
+        manifest = {"plain": z}
         for ref in range(4):
             o = [ref] + [i for i in range(4) if i != ref]
-            once = mnn_correct(z, batch, order=o, passes=1)
+            once, twice = mnn_correct(z, batch, order=o, passes=1), mnn_correct(z, batch, order=o, passes=2)
             name = '-'.join(SLICES[i] for i in o)
             show(f"tl.mnn_correct order {name}", once)
-            show(f"tl.mnn_correct order {name} then reverse", mnn_correct(z, batch, order=o, passes=2))
-        connectivity_by_domain(z, truth, batch, mnn_correct)
+            show(f"tl.mnn_correct order {name} then reverse", twice)
+            if ref == 0:
+                manifest.update({"one pass": once, "two passes": twice})
+        connectivity_by_domain(manifest, truth, batch)
         return
     if args.orders:
         for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 0, 1, 3], [3, 0, 1, 2], [0, 2, 3, 1]):

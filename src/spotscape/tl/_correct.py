@@ -28,6 +28,16 @@ from ._align import _knn, _unit, mutual_nearest_neighbors
 BANDWIDTH_NEIGHBOUR = 5  # the bandwidth: median squared distance to this nearest spot of the same slice
 
 
+def _merge_order(groups, order=None) -> list:
+    """The slices' merge order: ``order`` checked to name every slice of ``groups`` once, or the
+    slices as they first appear."""
+    present = list(dict.fromkeys(np.asarray(groups).tolist()))
+    names = present if order is None else list(order)
+    if set(names) != set(present) or len(names) != len(set(names)):
+        raise SpotscapeInputError(f"order must name every slice once; slices: {sorted(present)}.")
+    return names
+
+
 def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=None, passes: int = 2) -> np.ndarray:
     """The corrected representation (unit rows, float32) of ``z`` (spots x dims) whose rows belong to
     slices ``groups`` (one label per row). ``order``: the slices' merge order (default: as they
@@ -40,9 +50,7 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
     groups = np.asarray(groups)
     if groups.shape[0] != z.shape[0]:
         raise SpotscapeInputError(f"{groups.shape[0]} slice labels for {z.shape[0]} spots: give one per spot.")
-    names = list(dict.fromkeys(groups.tolist())) if order is None else list(order)
-    if set(names) != set(groups.tolist()) or len(names) != len(set(names)):
-        raise SpotscapeInputError(f"order must name every slice once; slices: {sorted(set(groups.tolist()))}.")
+    names = _merge_order(groups, order)
     if k < 1 or n_anchors < 1:
         raise SpotscapeInputError("k and n_anchors must be >= 1.")
     if passes not in (1, 2):
@@ -93,11 +101,11 @@ def correct_slices(adata, slice_key: str = "slice", use_rep: str = "X_spotscape"
     groups = adata.obs[slice_key].astype(str).to_numpy()
     if len(np.unique(groups)) < 2:
         raise SpotscapeInputError(f"obs[{slice_key!r}] names one slice; the correction needs two or more.")
-    out = mnn_correct(np.asarray(adata.obsm[use_rep]), groups, k=k, order=order, passes=passes)
+    names = _merge_order(groups, order)
+    out = mnn_correct(np.asarray(adata.obsm[use_rep]), groups, k=k, order=names, passes=passes)
     if key_added:
         adata.obsm[key_added] = out
-        merged = list(dict.fromkeys(groups.tolist())) if order is None else [str(o) for o in order]
         adata.uns.setdefault("spotscape", {})["slice_correction"] = {
             "method": "mutual nearest neighbours", "use_rep": use_rep, "key_added": key_added, "slice_key": slice_key,
-            "k": int(k), "passes": int(passes), "order": merged}
+            "k": int(k), "passes": int(passes), "order": names}
     return out

@@ -11,6 +11,7 @@ correction and its defaults were chosen (README, "Side by side"; lines in
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw      # where batch ASW is lost
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw --peers spagcn banksy
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --auto     # two passes; merge order from the data
+    benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --oracle   # what batch ASW asks for
 
 The embedding is trained once per seed (the peers runner's ``t_spotscape``) and kept in
 ``--cache`` (default: the system's temporary folder).
@@ -64,7 +65,6 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
     from sklearn.metrics import silhouette_samples
 
     from spotscape.tl import mnn_correct
-    from spotscape.tl._align import _unit
 
     def per_domain(name, emb):
         print(f"{name}: domain, batch ASW, then per slice: mean silhouette / spread / share of the spots nearer "
@@ -96,17 +96,7 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
         show(f"mnn k20 sigma{sigma:g} then tl.mnn_correct", mnn_correct(fixed_bandwidth_mnn(z, batch, 20, sigma), batch, passes=1))
     for k in (7, 15):
         cluster = KMeans(k, n_init=4, random_state=0).fit_predict(corrected)
-        out = corrected.astype(np.float64)
-        for c in range(k):
-            m = cluster == c
-            centre = corrected[m].mean(0)
-            spread = np.sqrt(((corrected[m] - centre) ** 2).sum(1).mean())
-            for b in np.unique(batch):
-                mb = m & (batch == b)
-                if mb.sum() >= 5:
-                    x = corrected[mb]
-                    out[mb] = centre + (x - x.mean(0)) * spread / np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean())
-        show(f"tl.mnn_correct then location and scale per k-means cluster (k={k}) and slice", _unit(out))
+        show(f"tl.mnn_correct then location and scale per k-means cluster (k={k}) and slice", match_moments(corrected, cluster, batch))
     import anndata as ad
 
     from spotscape import Spotscape
@@ -117,6 +107,46 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
         lab = a.obs["layer_guess"].astype(str).to_numpy()
         spread = {d: np.sqrt(((emb[lab == d] - emb[lab == d].mean(0)) ** 2).sum(1).mean()) for d in np.unique(lab[lab != "nan"])}
         print(f"{f.stem} trained alone, spread by domain: " + " ".join(f"{d} {v:.3f}" for d, v in spread.items()), flush=True)
+
+
+def match_moments(emb, groups, batch, loc=True, scale=True):
+    """Within each group, move each slice's spots so that their centroid (``loc``) and RMS spread
+    (``scale``) equal those of the group's spots of all slices pooled (ComBat's idea), then back to
+    unit length."""
+    from spotscape.tl._align import _unit
+
+    out = np.asarray(emb, dtype=np.float64).copy()
+    for g in np.unique(groups):
+        m = groups == g
+        centre = emb[m].mean(0)
+        spread = np.sqrt(((emb[m] - centre) ** 2).sum(1).mean())
+        for b in np.unique(batch):
+            mb = m & (batch == b)
+            if mb.sum() < 5:
+                continue
+            x = emb[mb]
+            own = x.mean(0)
+            out[mb] = (centre if loc else own) + (x - own) * (spread / np.sqrt(((x - own) ** 2).sum(1).mean()) if scale else 1.0)
+    return _unit(out)
+
+
+def oracle(z, truth, batch, show):
+    """What batch ASW asks for: each slice's centroid and spread matched within each ANNOTATED
+    domain (a diagnostic that reads the answer, never a method), against the same matching within
+    the clusters of k-means on the embedding, which a method could use."""
+    from sklearn.cluster import KMeans
+
+    from spotscape.tl import mnn_correct
+
+    two = mnn_correct(z, batch)
+    show("tl.mnn_correct two passes", two)
+    for name, emb in (("plain", z), ("two passes", two)):
+        for what, loc, scale in (("centroid and spread", True, True), ("centroid", True, False), ("spread", False, True)):
+            show(f"ORACLE {name}, {what} matched by annotated domain", match_moments(emb, truth, batch, loc, scale))
+    for k in (7, 10, 15, 30):
+        cluster = KMeans(k, n_init=4, random_state=0).fit_predict(two)
+        show(f"two passes, spread matched by k-means cluster (k={k})", match_moments(two, cluster, batch, loc=False))
+        show(f"two passes, centroid and spread matched by k-means cluster (k={k})", match_moments(two, cluster, batch))
 
 
 def connectivity_by_domain(embeddings, truth, batch):
@@ -169,6 +199,8 @@ def main():
                     "(batchelor's auto.merge), against each slice as the reference, once and with a second pass in reverse")
     ap.add_argument("--asw", action="store_true", help="instead: batch ASW by domain and slice (silhouettes, spread) "
                     "before and after tl.mnn_correct, and corrections aimed at it")
+    ap.add_argument("--oracle", action="store_true", help="instead: batch ASW when each slice's centroid and spread "
+                    "are matched within each annotated domain (reads the truth: a diagnostic), against the same within k-means clusters")
     ap.add_argument("--peers", nargs="*", default=[], help="with --asw: the same by domain for these tools of "
                     "peers/tools.py (their representation, trained once per seed and cached like spotscape's)")
     args = ap.parse_args()
@@ -198,6 +230,8 @@ def main():
                 np.save(path, getattr(tools, f"t_{name}")(slices, 7, args.seed)["emb"])
             peers[name] = np.load(path)
         return batch_asw_by_domain(z, truth, batch, show, peers, files, args.seed)
+    if args.oracle:
+        return oracle(z, truth, batch, show)
     if args.auto:
         order, pairs = auto_order(z, batch)
         for (i, j), n in pairs.items():

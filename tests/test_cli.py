@@ -9,6 +9,7 @@ import numpy as np
 
 from spotscape.cli import main
 from spotscape.pipeline import pca_kmeans_ari
+from spotscape.report import write_report
 
 from conftest import shared_data
 
@@ -72,6 +73,9 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     assert r.obsm["X_spotscape_mnn"].shape == r.obsm["X_spotscape"].shape and "correct_s" in m["seconds"]
     assert np.allclose(np.linalg.norm(r.obsm["X_spotscape_mnn"], axis=1), 1, atol=1e-5)
     assert os.path.exists(out / "model.pt")
+    # how well the slices mix, for both representations; without labels iLISI only
+    assert set(m["mixing"]) == {"X_spotscape", "X_spotscape_mnn"} and "mixing_s" in m["seconds"]
+    assert all(set(v) == {"spots_scored", "n_batches", "ilisi"} and 0 <= v["ilisi"] <= 1 for v in m["mixing"].values())
 
 
 def test_several_slices_defaults_and_published(tmp_path):
@@ -87,9 +91,14 @@ def test_several_slices_defaults_and_published(tmp_path):
         files.append(str(tmp_path / f"s{i}.h5ad"))
     for flags, want in [([], (0.02, True)), (["--published"], (0.01, False))]:
         out = tmp_path / f"o{len(flags)}"
-        assert main(["run", *files, "--out", str(out), "--epochs", "2", "--n-domains", "3", "--quiet", *flags]) == 0
+        assert main(["run", *files, "--out", str(out), "--epochs", "2", "--n-domains", "3", "--quiet", "--label-key", "domain",
+                     *flags]) == 0
         m = json.loads((out / "metrics.json").read_text())
         assert (m["w_pcl"], m["slice_norm"]) == want, flags
+        mix = m["mixing"]["X_spotscape_mnn"]  # with labels: scIB's three mixing metrics
+        assert mix["spots_scored"] == 600 and all(0 <= mix[k] <= 1 for k in ("ilisi", "batch_asw", "graph_conn")), mix
+        page = open(write_report(str(out), umap=False)).read()
+        assert "How well the slices mix" in page and f"{mix['ilisi']:.3f}" in page
         assert bool(ad.read_h5ad(out / "result.h5ad").uns["spotscape"]["slice_norm"]) is want[1]
 
 

@@ -39,60 +39,20 @@ MULTI_ONLY = {"banksy_harmony", "spotscape_harmony", "spotscape_mnn"}  # a batch
 
 
 # ------------------------------------------------------------------------------ metrics
-def lisi(x, batch, perplexity=30):
-    """Per-spot inverse Simpson index of `batch` in a perplexity-calibrated neighbourhood (Harmony/scIB)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(3 * perplexity, x.shape[0] - 1)
-    d, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
-    d, idx = d[:, 1:] ** 2, idx[:, 1:]
-    codes = np.unique(batch, return_inverse=True)[1]
-    target = np.log(perplexity)
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        lo, hi, beta = 0.0, np.inf, 1.0
-        for _ in range(50):  # binary search for the Gaussian width giving entropy log(perplexity)
-            p = np.exp(-(d[i] - d[i].min()) * beta)
-            s = p.sum()
-            h = np.log(s) + beta * np.sum((d[i] - d[i].min()) * p) / s
-            if abs(h - target) < 1e-5:
-                break
-            if h > target:
-                lo, beta = beta, beta * 2 if hi == np.inf else (beta + hi) / 2
-            else:
-                hi, beta = beta, (beta + lo) / 2
-        p /= p.sum()
-        w = np.bincount(codes[idx[i]], weights=p, minlength=codes.max() + 1)
-        out[i] = 1.0 / np.sum(w ** 2)
-    return out
-
-
 def integration_scores(emb, batch, label, seed):
     """scIB: batch ASW (1 - |silhouette of batch| within each label, averaged), iLISI (median,
     scaled to [0, 1] by the number of batches), graph connectivity (per label, the largest
-    connected share of a 15-NN graph), and the label ASW ((silhouette + 1) / 2)."""
-    from scipy.sparse.csgraph import connected_components
-    from sklearn.metrics import silhouette_samples, silhouette_score
-    from sklearn.neighbors import kneighbors_graph
+    connected share of a 15-NN graph), all by the package's ``spotscape.metrics.batch_mixing``
+    (the same code a user's ``spotscape run`` reports), and the label ASW ((silhouette + 1) / 2)."""
+    from sklearn.metrics import silhouette_score
 
+    from spotscape.metrics import batch_mixing
+
+    mix = batch_mixing(emb, batch, label, seed=seed)
     rng = np.random.default_rng(seed)
-    asw = []
-    for lab in np.unique(label):
-        m = label == lab
-        if len(np.unique(batch[m])) < 2 or m.sum() < 3:
-            continue
-        asw.append(np.mean(1 - np.abs(silhouette_samples(emb[m], batch[m]))))
-    nb = len(np.unique(batch))
-    ilisi = (np.median(lisi(emb, batch)) - 1) / (nb - 1)
-    g = kneighbors_graph(emb, 15, include_self=False)
-    conn = []
-    for lab in np.unique(label):
-        m = np.flatnonzero(label == lab)
-        _, comp = connected_components(g[m][:, m], directed=False)
-        conn.append(np.bincount(comp).max() / len(m))
     sub = rng.choice(len(label), min(len(label), 10000), replace=False)
     label_asw = (silhouette_score(emb[sub], label[sub]) + 1) / 2
-    return {"batch_asw": float(np.mean(asw)), "ilisi": float(ilisi), "graph_conn": float(np.mean(conn)),
+    return {"batch_asw": mix["batch_asw"], "ilisi": mix["ilisi"], "graph_conn": mix["graph_conn"],
             "label_asw": float(label_asw)}
 
 

@@ -81,6 +81,11 @@ def _summary(m: dict, out: str) -> None:
         if len(m["slices"]) > 1 and m["pooled"]["ari"] is not None:
             p = m["pooled"]
             print(f"  pooled: ARI {p['ari']:.3f}  NMI {p['nmi']:.3f}  CA {p['ca']:.3f}")
+    for key, mix in m.get("mixing", {}).items():
+        shown = [f"{name} {mix[k]:.3f}" for k, name in (("ilisi", "iLISI"), ("batch_asw", "batch ASW"), ("graph_conn", "graph connectivity"))
+                 if k in mix]
+        if shown:
+            print(f"  slice mixing, {key}: " + "  ".join(shown))
 
 
 def _demo(args) -> int:

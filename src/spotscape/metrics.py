@@ -1,4 +1,5 @@
-"""Clustering metrics as the paper reports them: ARI, NMI, clustering accuracy (Hungarian), silhouette."""
+"""Clustering metrics as the paper reports them (ARI, NMI, clustering accuracy, silhouette) and the scIB
+benchmark's slice-mixing metrics for several slices (iLISI, batch ASW, graph connectivity)."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,4 +36,94 @@ def cluster_scores(truth, pred, embedding: np.ndarray | None = None, seed: int =
         emb = np.asarray(embedding)[ok]
         n = min(len(t), max_silhouette)
         out["silhouette"] = float(silhouette_score(emb, t, metric="cosine", sample_size=n, random_state=seed))
+    return out
+
+
+def lisi(x: np.ndarray, batch, perplexity: int = 30, n_iter: int = 50, tol: float = 1e-5) -> np.ndarray:
+    """Per-spot inverse Simpson index of ``batch`` (Harmony's LISI, as scIB computes it): among a
+    spot's ``3 * perplexity`` nearest neighbours, Gaussian weights whose width is found by bisection
+    so that their entropy is log(perplexity); 1 / sum over batches of the squared weight share.
+    1 = the neighbourhood holds one batch, the number of batches = perfectly mixed."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(x, dtype=np.float64)
+    k = min(3 * perplexity, x.shape[0] - 1)
+    d, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    d = d[:, 1:] ** 2
+    d -= d.min(1, keepdims=True)
+    codes = np.unique(np.asarray(batch), return_inverse=True)[1].ravel()[idx[:, 1:]]
+    n, target = x.shape[0], np.log(perplexity)
+    beta, lo, hi = np.ones(n), np.zeros(n), np.full(n, np.inf)
+    p = np.empty_like(d)
+    active = np.arange(n)
+    for _ in range(n_iter):  # every spot's bisection at once; a spot stops when its entropy is within tol
+        pa = np.exp(-d[active] * beta[active, None])
+        s = pa.sum(1)
+        h = np.log(s) + beta[active] * (d[active] * pa).sum(1) / s
+        p[active] = pa
+        done = np.abs(h - target) < tol
+        up, down = active[~done & (h > target)], active[~done & (h <= target)]
+        lo[up] = beta[up]
+        beta[up] = np.where(np.isinf(hi[up]), beta[up] * 2, (beta[up] + hi[up]) / 2)
+        hi[down] = beta[down]
+        beta[down] = (beta[down] + lo[down]) / 2
+        active = active[~done]
+        if not len(active):
+            break
+    p /= p.sum(1, keepdims=True)
+    share = np.zeros((n, codes.max() + 1))
+    np.add.at(share, (np.repeat(np.arange(n), k), codes.ravel()), p.ravel())
+    return 1.0 / (share ** 2).sum(1)
+
+
+def batch_mixing(embedding: np.ndarray, batch, labels=None, n_neighbors: int = 15, perplexity: int = 30,
+                 max_spots: int = 50000, seed: int = 0) -> dict:
+    """How well the slices (``batch``) mix in ``embedding``, by the scIB benchmark's metrics; higher
+    is better mixed, each in [0, 1].
+
+    - ``ilisi``: median LISI of the slice labels, scaled by the number of slices ((LISI - 1) / (B - 1)).
+    - ``batch_asw`` (needs ``labels``): within each label, 1 - |silhouette of the slice labels|,
+      averaged over spots, then over labels.
+    - ``graph_conn`` (needs ``labels``): within each label, the share of its spots in the largest
+      connected part of the ``n_neighbors``-nearest-neighbour graph of all spots, averaged over labels.
+
+    With ``labels`` only the labelled spots count (NaN / "nan" / "" dropped). Above ``max_spots``
+    spots a random subset of that size (``seed``) is scored, so the cost stays bounded."""
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.metrics import silhouette_samples
+    from sklearn.neighbors import kneighbors_graph
+
+    emb = np.asarray(embedding)
+    batch = np.asarray(batch).astype(str)
+    if emb.ndim != 2 or len(batch) != emb.shape[0]:
+        raise ValueError(f"embedding must be (spots x dims) with one batch per spot (got {emb.shape} and {len(batch)}).")
+    keep = np.ones(len(batch), dtype=bool)
+    if labels is not None:
+        lab = pd.Series(np.asarray(labels, dtype=object))
+        keep = (lab.notna() & ~lab.astype(str).isin(["nan", ""])).to_numpy()
+        labels = lab.astype(str).to_numpy()
+    rows = np.flatnonzero(keep)
+    if len(rows) > max_spots:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_spots, replace=False))
+    emb, batch = emb[rows], batch[rows]
+    n_batches = len(np.unique(batch))
+    out = {"spots_scored": int(len(rows)), "n_batches": n_batches}
+    if n_batches < 2 or len(rows) < 3:
+        return out
+    out["ilisi"] = float((np.median(lisi(emb, batch, perplexity)) - 1) / (n_batches - 1))
+    if labels is None:
+        return out
+    labels = labels[rows]
+    asw, conn = [], []
+    graph = kneighbors_graph(emb, min(n_neighbors, len(rows) - 1), include_self=False)
+    for lab in np.unique(labels):
+        m = labels == lab
+        if len(np.unique(batch[m])) >= 2 and m.sum() >= 3:
+            asw.append(np.mean(1 - np.abs(silhouette_samples(emb[m], batch[m]))))
+        idx = np.flatnonzero(m)
+        _, comp = connected_components(graph[idx][:, idx], directed=False)
+        conn.append(np.bincount(comp).max() / len(idx))
+    if asw:
+        out["batch_asw"] = float(np.mean(asw))
+    out["graph_conn"] = float(np.mean(conn))
     return out

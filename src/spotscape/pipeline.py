@@ -23,7 +23,7 @@ from . import pl, tl
 from ._version import __version__
 from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_weight, check_writable
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
-from .metrics import cluster_scores
+from .metrics import batch_mixing, cluster_scores
 from .train import TrainConfig
 
 def write_json(path: str, obj) -> None:
@@ -177,6 +177,12 @@ def run(
             scores[name] = cluster_scores(truth[m], pred[m], z[m], seed=seed)
         metrics["slices"] = scores
         metrics["pooled"] = cluster_scores(truth, pred, z, seed=seed)
+    if len(slices) > 1:  # how well the slices mix (scIB's metrics; batch ASW and graph connectivity need labels)
+        t0 = time.perf_counter()
+        labels = joint.obs[label_key].to_numpy() if label_key else None
+        metrics["mixing"] = {key: batch_mixing(joint.obsm[key], joint.obs["slice"].to_numpy(), labels, seed=seed)
+                             for key in ("X_spotscape", "X_spotscape_mnn")}
+        timings["mixing_s"] = time.perf_counter() - t0
 
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)

@@ -3,6 +3,7 @@ benchmark scores every tool with): mixed slices score near 1, separated ones nea
 import numpy as np
 import pytest
 
+from spotscape import SpotscapeInputError
 from spotscape.metrics import batch_mixing, lisi
 
 
@@ -73,5 +74,7 @@ def test_large_inputs_are_subsampled_and_one_slice_is_not_scored():
     assert out["spots_scored"] == 300 and out == batch_mixing(x, batch, labels, max_spots=300, seed=1)
     one = batch_mixing(x[:400], batch[:400], labels[:400])
     assert one == {"spots_scored": 400, "n_batches": 1}
-    with pytest.raises(ValueError, match="one batch per spot"):
+    with pytest.raises(SpotscapeInputError, match="one slice label per spot"):
         batch_mixing(x, batch[:10])
+    with pytest.raises(SpotscapeInputError, match="give one per spot"):
+        batch_mixing(x, batch, labels[:10])

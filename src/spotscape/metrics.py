@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from ._validate import SpotscapeInputError
+
 
 def clustering_accuracy(truth, pred) -> float:
     """Fraction of spots whose cluster, matched one-to-one to a label (Hungarian), equals the truth."""
@@ -96,7 +98,10 @@ def batch_mixing(embedding: np.ndarray, batch, labels=None, n_neighbors: int = 1
     emb = np.asarray(embedding)
     batch = np.asarray(batch).astype(str)
     if emb.ndim != 2 or len(batch) != emb.shape[0]:
-        raise ValueError(f"embedding must be (spots x dims) with one batch per spot (got {emb.shape} and {len(batch)}).")
+        raise SpotscapeInputError(f"embedding must be (spots x dims) with one slice label per spot (got {emb.shape} and "
+                                  f"{len(batch)} labels).")
+    if labels is not None and len(labels) != len(batch):
+        raise SpotscapeInputError(f"{len(labels)} labels for {len(batch)} spots: give one per spot (NaN where unlabelled).")
     keep = np.ones(len(batch), dtype=bool)
     if labels is not None:
         lab = pd.Series(np.asarray(labels, dtype=object))

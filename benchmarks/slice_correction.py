@@ -157,6 +157,7 @@ def connectivity_by_domain(embeddings, truth, batch):
     from sklearn.neighbors import kneighbors_graph
 
     keep = truth != ""
+    splits = {}
     for name, emb in embeddings.items():
         e, lab, b = emb[keep], truth[keep], batch[keep]
         g = kneighbors_graph(e, 15, include_self=False)
@@ -167,7 +168,24 @@ def connectivity_by_domain(embeddings, truth, batch):
             sizes = np.bincount(comp)
             outside = np.bincount(b[m][comp != sizes.argmax()], minlength=len(SLICES))
             out.append(f"{d} {sizes.max() / len(m):.3f} (outside by slice {'/'.join(map(str, outside))})")
+            if sizes.max() / len(m) < 0.9:  # split: its two largest parts, to follow through the other embeddings
+                first, second = np.argsort(sizes)[::-1][:2]
+                splits[(name, d)] = (m[comp == first], m[comp == second])
         print(f"graph connectivity by domain, {name}: " + "; ".join(out), flush=True)
+    for (where, d), parts in splits.items():  # were the parts apart before? centroid distance and RMS spread of each
+        cols = []
+        for name, emb in embeddings.items():
+            e = _unit_rows(emb[keep])
+            a, c = e[parts[0]], e[parts[1]]
+            spread = [np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean()) for x in (a, c)]
+            cols.append(f"{name} {np.linalg.norm(a.mean(0) - c.mean(0)):.3f} (spreads {spread[0]:.3f} / {spread[1]:.3f})")
+        print(f"{d} split in {where} into {len(parts[0])} + {len(parts[1])} spots; the parts' centroid distance in: "
+              + "; ".join(cols), flush=True)
+
+
+def _unit_rows(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def auto_order(z, groups, k=20):

@@ -60,8 +60,9 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     b.write_h5ad(tmp_path / "b.h5ad")
     out = tmp_path / "o"
     assert main(["run", str(tmp_path / "a.h5ad"), str(tmp_path / "b.h5ad"), "--out", str(out), "--epochs", "10", "--quiet",
-                 "--save-model", "--raw-z", "--w-pcl", "0.03", "--slice-norm", "off"]) == 0
+                 "--save-model", "--raw-z", "--w-pcl", "0.03", "--slice-norm", "off", "--edge-drop", "0"]) == 0
     m = json.loads((out / "metrics.json").read_text())
+    assert m["edge_drop"] == 0.0
     assert m["n_domains_source"] == "estimated" and 3 <= m["n_domains"] <= 12
     assert m["embedding"] == "raw z"
     assert m["w_pcl"] == 0.03 and m["slice_norm"] is False
@@ -76,6 +77,15 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     # how well the slices mix, for both representations; without labels iLISI only
     assert set(m["mixing"]) == {"X_spotscape", "X_spotscape_mnn"} and "mixing_s" in m["seconds"]
     assert all(set(v) == {"spots_scored", "n_batches", "ilisi"} and 0 <= v["ilisi"] <= 1 for v in m["mixing"].values())
+
+
+def test_bad_edge_drop_is_refused_before_any_work(tmp_path, capsys):
+    from spotscape.datasets import simulate_tissue
+
+    simulate_tissue(n_spots=200, n_genes=50, n_domains=3).write_h5ad(tmp_path / "a.h5ad")
+    out = tmp_path / "o"
+    assert main(["run", str(tmp_path / "a.h5ad"), "--out", str(out), "--edge-drop", "1", "--quiet"]) == 2
+    assert "0 <= edge_drop < 1" in capsys.readouterr().err and not out.exists()
 
 
 def test_several_slices_defaults_and_published(tmp_path):

@@ -62,7 +62,7 @@ def _run(args) -> int:
     m = pipeline.run(
         slices, names, args.out, n_domains=args.n_domains, label_key=args.label_key, seed=args.seed, epochs=args.epochs,
         lr=args.lr, device=args.device, counts=not args.normalized, n_top_genes=args.n_top_genes, published=args.published, raw_z=args.raw_z,
-        w_pcl=args.w_pcl, slice_norm={"auto": None, "on": True, "off": False}[args.slice_norm], progress=not args.quiet, save_model=args.save_model, timings=timings, batch_size=batch_size,
+        w_pcl=args.w_pcl, edge_drop=args.edge_drop, slice_norm={"auto": None, "on": True, "off": False}[args.slice_norm], progress=not args.quiet, save_model=args.save_model, timings=timings, batch_size=batch_size,
     )
     if rank == 0:
         _summary(m, args.out)
@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--published", action="store_true", help="the published schedule: 1,000 epochs at lr 1e-4 (one slice) / 5e-4, w_pcl 0.01, the published BatchNorm, and similarity scaling in mini-batches")
     r.add_argument("--w-pcl", type=float, help="weight of the prototype loss, several slices (default: 0.02, measured with "
                                                 "per-slice BatchNorm; the published 0.01 with --published; README)")
+    r.add_argument("--edge-drop", type=float, help="share of graph edges each augmented view drops (default: the published "
+                                                   "0.2; 0 for domains one or two spots thick, e.g. ST olfactory bulb; README)")
     r.add_argument("--slice-norm", default="auto", choices=["auto", "on", "off"],
                    help="encoder BatchNorm with each slice's own statistics (auto: on for several slices, off with --published)")
     r.add_argument("--raw-z", action="store_true", help="embed and cluster the raw z, as the published code does (default: unit-length z)")

@@ -239,6 +239,10 @@ class Spotscape:
             raise TypeError(f"unknown training option(s): {sorted(unknown)}")
         for name in ("w_re", "w_sc", "w_ss", "w_pcl"):
             check_weight(f"loss weight {name}", loss_options.get(name))
+        for name in ("edge_drop", "gene_mask"):
+            share = loss_options.get(name)
+            if share is not None and not 0 <= share < 1:
+                raise SpotscapeInputError(f"{name} is the share of edges / genes each view drops: give 0 <= {name} < 1 (got {share!r}).")
         if loss_options.get("lr_schedule", "constant") not in LR_SCHEDULES:
             raise SpotscapeInputError(f"lr_schedule must be {' or '.join(map(repr, LR_SCHEDULES))}, got {loss_options['lr_schedule']!r}.")
         n_spots = sum(a.n_obs for a in self.slices)

@@ -75,6 +75,7 @@ def run(
     raw_z: bool = False,
     w_pcl: float | None = None,
     slice_norm: bool | None = None,
+    edge_drop: float | None = None,
 ) -> dict:
     """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
 
@@ -88,6 +89,8 @@ def run(
     the published 0.01 with ``published``).
     ``slice_norm``: per-slice BatchNorm statistics in the encoder (``Spotscape``; None: on for
     several slices, off with ``published``).
+    ``edge_drop``: share of the graph's edges each augmented view drops (default: the published
+    0.2; 0 for tissues whose domains are one or two spots thick, README "Where it loses").
     Returns the metrics dictionary written to metrics.json. Under torch.distributed every process
     trains; only rank 0 embeds, clusters and writes (the others return ``{}``).
     """
@@ -104,6 +107,8 @@ def run(
     if lr is not None and not lr > 0:
         raise SpotscapeInputError(f"the learning rate must be > 0 (got {lr}).")
     check_weight("prototype-loss weight", w_pcl)  # before the preprocessing in Spotscape()
+    if edge_drop is not None and not 0 <= edge_drop < 1:
+        raise SpotscapeInputError(f"edge_drop is the share of edges each view drops: give 0 <= edge_drop < 1 (got {edge_drop}).")
     if n_top_genes < 1:
         raise SpotscapeInputError(f"n_top_genes must be >= 1 (got {n_top_genes}).")
     if len(set(names)) != len(names):
@@ -121,6 +126,8 @@ def run(
     weights = dict(w_ss=TrainConfig.w_ss, w_pcl=TrainConfig.w_pcl) if published else {}
     if w_pcl is not None:
         weights["w_pcl"] = w_pcl
+    if edge_drop is not None:
+        weights["edge_drop"] = edge_drop
     model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **weights)
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
         return {}
@@ -158,6 +165,7 @@ def run(
         "processes": torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1,
         "lr": model.train_config.lr,
         "w_pcl": model.train_config.w_pcl,
+        "edge_drop": model.train_config.edge_drop,
         "slice_norm": model.params["slice_norm"],
         "embedding": "raw z" if raw_z else "unit-length z",
         "final_loss": model.history[-1]["loss"] if model.history else None,

@@ -8,8 +8,9 @@ STARmap and 151510 (where the published 0.2 is kept).
 
     python benchmarks/thin_domains.py --seeds 5
     python benchmarks/thin_domains.py --seeds 2 --contrast --only-edge-drop
+    python benchmarks/thin_domains.py --seeds 2 --more
 
-Writes benchmarks/results/thin_domains{,_contrast}.{json,md}.
+Writes benchmarks/results/thin_domains{,_contrast,_more}.{json,md}.
 """
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ CONTRAST = [("151673", "dlpfc_subject3_banksy/151673.h5ad", "layer_guess"),
 SETTINGS = [("default (edge_drop 0.2, the published)", {}), ("edge_drop 0.05", {"edge_drop": 0.05}),
             ("edge_drop 0", {"edge_drop": 0.0}), ("no similarity telescope (w_sc 0)", {"w_sc": 0.0}),
             ("no reconstruction (w_re 0)", {"w_re": 0.0})]
+MORE = [("untrained encoder", {"epochs": 0}), ("25 epochs", {"epochs": 25}), ("300 epochs", {"epochs": 300}),
+        ("the published schedule (lr 1e-4, 1,000 epochs)", {"epochs": 1000, "lr": 1e-4}),
+        ("reconstruction weight 1", {"w_re": 1.0}), ("reconstruction weight 10", {"w_re": 10.0}),
+        ("8 nearest neighbours as the graph", {"graph": "knn", "k": 8}), ("radius 2.5 as the graph", {"graph": "radius", "radius": 2.5}),
+        ("no augmentation (edge_drop 0, gene_mask 0)", {"edge_drop": 0.0, "gene_mask": 0.0})]
+GRAPH_OPTIONS = ("graph", "k", "radius")  # Spotscape(...) options; the rest go to fit()
 
 
 def position_following(z, xy):
@@ -55,11 +62,14 @@ def main():
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--contrast", action="store_true", help="the edge-drop settings on DLPFC 151673, STARmap and 151510 instead")
     ap.add_argument("--only-edge-drop", action="store_true", help="only the default and edge_drop 0")
+    ap.add_argument("--more", action="store_true", help="other settings on the bulb instead: schedules, reconstruction "
+                    "weights, graphs, no augmentation, the untrained encoder")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     datasets = CONTRAST if args.contrast else [MOB]
-    settings = [s for s in SETTINGS if not args.only_edge_drop or s[1] in ({}, {"edge_drop": 0.0})]
-    out = Path(args.out or HERE / "results" / ("thin_domains_contrast" if args.contrast else "thin_domains"))
+    settings = MORE if args.more else [s for s in SETTINGS if not args.only_edge_drop or s[1] in ({}, {"edge_drop": 0.0})]
+    stem = "thin_domains_contrast" if args.contrast else ("thin_domains_more" if args.more else "thin_domains")
+    out = Path(args.out or HERE / "results" / stem)
     rows = []
     for name, path, key in datasets:
         f = Path(args.data, path)
@@ -72,7 +82,12 @@ def main():
         xy = np.asarray(a.obsm["spatial"], dtype=np.float64)[:, :2]
         for label, options in settings:
             for seed in range(args.seeds):
-                z = ss.Spotscape(a, n_domains=k, seed=seed, device="cpu").fit(progress=False, **options).get_latent_representation()
+                init = {o: v for o, v in options.items() if o in GRAPH_OPTIONS}
+                fit = {o: v for o, v in options.items() if o not in GRAPH_OPTIONS}
+                model = ss.Spotscape(a, n_domains=k, seed=seed, device="cpu", **init)
+                if fit.get("epochs") != 0:  # epochs 0: the encoder as initialised
+                    model.fit(progress=False, **fit)
+                z = model.get_latent_representation()
                 pred = KMeans(k, n_init=10, random_state=seed).fit_predict(z[keep])
                 row = {"dataset": name, "setting": label, "seed": seed, "ari": float(adjusted_rand_score(lab[keep], pred)),
                        "pc_position_r": position_following(z, xy)}

@@ -90,6 +90,13 @@ def check_weight(what: str, w) -> None:
         raise SpotscapeInputError(f"the {what} must be a finite number >= 0 (0 switches the loss off), got {w}.")
 
 
+def check_share(name: str, p) -> None:
+    """An augmentation's share (``edge_drop``, ``gene_mask``): 0 <= p < 1. ``name`` names it in the error."""
+    if p is not None and not 0 <= p < 1:
+        raise SpotscapeInputError(f"{name} is the share of edges / genes each augmented view drops: give 0 <= {name} < 1 "
+                                  f"(got {p!r}).")
+
+
 def check_label_key(adatas, label_key: str | None) -> None:
     if label_key is None:
         return

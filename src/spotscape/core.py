@@ -14,7 +14,7 @@ import torch
 
 from ._version import __version__
 from ._sparse import SparseMatrix
-from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names, check_weight
+from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names, check_share, check_weight
 from .graph import block_graph, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
 from .pp import highly_variable_genes, normalize as log_normalize
@@ -240,9 +240,7 @@ class Spotscape:
         for name in ("w_re", "w_sc", "w_ss", "w_pcl"):
             check_weight(f"loss weight {name}", loss_options.get(name))
         for name in ("edge_drop", "gene_mask"):
-            share = loss_options.get(name)
-            if share is not None and not 0 <= share < 1:
-                raise SpotscapeInputError(f"{name} is the share of edges / genes each view drops: give 0 <= {name} < 1 (got {share!r}).")
+            check_share(name, loss_options.get(name))
         if loss_options.get("lr_schedule", "constant") not in LR_SCHEDULES:
             raise SpotscapeInputError(f"lr_schedule must be {' or '.join(map(repr, LR_SCHEDULES))}, got {loss_options['lr_schedule']!r}.")
         n_spots = sum(a.n_obs for a in self.slices)

@@ -21,7 +21,7 @@ import torch
 
 from . import pl, tl
 from ._version import __version__
-from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_weight, check_writable
+from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_share, check_weight, check_writable
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
 from .metrics import batch_mixing, cluster_scores
 from .train import TrainConfig
@@ -107,8 +107,7 @@ def run(
     if lr is not None and not lr > 0:
         raise SpotscapeInputError(f"the learning rate must be > 0 (got {lr}).")
     check_weight("prototype-loss weight", w_pcl)  # before the preprocessing in Spotscape()
-    if edge_drop is not None and not 0 <= edge_drop < 1:
-        raise SpotscapeInputError(f"edge_drop is the share of edges each view drops: give 0 <= edge_drop < 1 (got {edge_drop}).")
+    check_share("edge_drop", edge_drop)
     if n_top_genes < 1:
         raise SpotscapeInputError(f"n_top_genes must be >= 1 (got {n_top_genes}).")
     if len(set(names)) != len(names):

@@ -8,7 +8,7 @@ from spotscape.metrics import batch_mixing, lisi
 
 
 def _reference_lisi(x, batch, perplexity=30):
-    """One spot at a time, as Harmony and scIB write it: the vectorised form must agree exactly."""
+    """One spot at a time, as Harmony and scIB write it: the vectorised form must agree (to rounding)."""
     from sklearn.neighbors import NearestNeighbors
 
     k = min(3 * perplexity, x.shape[0] - 1)
@@ -46,7 +46,7 @@ def _slices(shift, n=400, seed=0):
 
 def test_lisi_matches_the_spot_by_spot_form():
     x, batch, _ = _slices(shift=1.5, n=150)
-    assert np.array_equal(lisi(x, batch), _reference_lisi(x, batch))
+    np.testing.assert_allclose(lisi(x, batch), _reference_lisi(x, batch), rtol=1e-12)  # equal here; rounding may differ elsewhere
 
 
 def test_mixed_slices_score_high_and_separated_low():

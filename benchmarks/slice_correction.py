@@ -156,6 +156,8 @@ def connectivity_by_domain(embeddings, truth, batch):
     from scipy.sparse.csgraph import connected_components
     from sklearn.neighbors import kneighbors_graph
 
+    from spotscape.tl._align import _unit
+
     keep = truth != ""
     splits = {}
     for name, emb in embeddings.items():
@@ -175,17 +177,12 @@ def connectivity_by_domain(embeddings, truth, batch):
     for (where, d), parts in splits.items():  # were the parts apart before? centroid distance and RMS spread of each
         cols = []
         for name, emb in embeddings.items():
-            e = _unit_rows(emb[keep])
+            e = _unit(emb[keep])
             a, c = e[parts[0]], e[parts[1]]
             spread = [np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean()) for x in (a, c)]
             cols.append(f"{name} {np.linalg.norm(a.mean(0) - c.mean(0)):.3f} (spreads {spread[0]:.3f} / {spread[1]:.3f})")
         print(f"{d} split in {where} into {len(parts[0])} + {len(parts[1])} spots; the parts' centroid distance in: "
               + "; ".join(cols), flush=True)
-
-
-def _unit_rows(x):
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def auto_order(z, groups, k=20):

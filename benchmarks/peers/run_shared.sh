@@ -133,7 +133,7 @@ run_to peers_time_2026-12-03 --seeds 4 --tools spagcn spotscape --datasets 15167
 # Held out (2026-12-03, sixteenth session, Zen 5): two labelled datasets of ../shared/data that no
 # spotscape default was chosen on (manifest_heldout.json), into a results file of their own:
 # cheap tools over 5 seeds, the deep-learning peers over 3 on the olfactory bulb and 1 on 151510
-run_heldout() { "$py" "$here/run.py" --data "$data" --manifest "$here/manifest_heldout.json" --out "$here/../results/peers_heldout" "$@"; }
+run_heldout() { run --manifest "$here/manifest_heldout.json" --out "$here/../results/peers_heldout" "$@"; }  # the last --manifest/--out win
 run_heldout --tools pca pca_spatial banksy spagcn spotscape
 run_heldout --seeds 3 --tools spaceflow stagate graphst --datasets mouse_olfactory_bulb
 run_heldout --seeds 1 --tools spaceflow stagate graphst --datasets 151510_500genes

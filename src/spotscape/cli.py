@@ -81,9 +81,10 @@ def _summary(m: dict, out: str) -> None:
         if len(m["slices"]) > 1 and m["pooled"]["ari"] is not None:
             p = m["pooled"]
             print(f"  pooled: ARI {p['ari']:.3f}  NMI {p['nmi']:.3f}  CA {p['ca']:.3f}")
+    from .metrics import MIXING_METRICS
+
     for key, mix in m.get("mixing", {}).items():
-        shown = [f"{name} {mix[k]:.3f}" for k, name in (("ilisi", "iLISI"), ("batch_asw", "batch ASW"), ("graph_conn", "graph connectivity"))
-                 if k in mix]
+        shown = [f"{name} {mix[k]:.3f}" for k, name in MIXING_METRICS.items() if k in mix]
         if shown:
             print(f"  slice mixing, {key}: " + "  ".join(shown))
 

@@ -8,6 +8,8 @@ from scipy.optimize import linear_sum_assignment
 
 from ._validate import SpotscapeInputError
 
+MIXING_METRICS = {"ilisi": "iLISI", "batch_asw": "batch ASW", "graph_conn": "graph connectivity"}  # batch_mixing's keys, named
+
 
 def clustering_accuracy(truth, pred) -> float:
     """Fraction of spots whose cluster, matched one-to-one to a label (Hungarian), equals the truth."""

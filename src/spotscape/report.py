@@ -7,6 +7,7 @@ import json
 import os
 
 from ._validate import SpotscapeInputError
+from .metrics import MIXING_METRICS
 
 CAPTIONS = {
     "domains.png": "Spatial domains per slice (with the annotation beside them when labels were given)",
@@ -65,11 +66,10 @@ def write_report(folder: str, umap: bool = True) -> str:
         parts += ["<h2>Agreement with the annotation</h2>",
                   "<table><tr><th>slice</th><th>ARI</th><th>NMI</th><th>CA</th><th>silhouette</th></tr>" + rows + "</table>"]
     if m.get("mixing"):
-        cols = (("ilisi", "iLISI"), ("batch_asw", "batch ASW"), ("graph_conn", "graph connectivity"))
-        rows = "".join(f"<tr><td>{html.escape(key)}</td>" + "".join(f"<td>{_fmt(mix[k]) if k in mix else '–'}</td>" for k, _ in cols)
+        rows = "".join(f"<tr><td>{html.escape(key)}</td>" + "".join(f"<td>{_fmt(mix[k]) if k in mix else '–'}</td>" for k in MIXING_METRICS)
                        + "</tr>" for key, mix in m["mixing"].items())
         parts += ["<h2>How well the slices mix (scIB metrics; 1 = fully mixed)</h2>",
-                  "<table><tr><th>representation</th>" + "".join(f"<th>{n}</th>" for _, n in cols) + "</tr>" + rows + "</table>"]
+                  "<table><tr><th>representation</th>" + "".join(f"<th>{n}</th>" for n in MIXING_METRICS.values()) + "</tr>" + rows + "</table>"]
     if "seconds" in m:
         parts += ["<h2>Time per stage (s)</h2>", _table([(k, f"{v:.2f}") for k, v in m["seconds"].items()])]
     if "n_domains_evidence" in m:

@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 
 from spotscape.cli import main
+from spotscape.metrics import COHERENCE_WARN
 from spotscape.pipeline import pca_kmeans_ari
 from spotscape.report import write_report
 
@@ -48,6 +49,26 @@ def test_run_real_slice_beats_pca_and_repeats_exactly(tmp_path):
     assert m["peak_memory_mb"] > 0 and m["seconds"]["train_s"] > 0 and m["versions"]["torch"]
     floor = pca_kmeans_ari(ad.read_h5ad(path), "layer_guess", 7, seed=0)
     assert m["pooled"]["ari"] > floor + 0.05, (m["pooled"]["ari"], floor)
+    assert m["expression_coherence"]["151673"] > COHERENCE_WARN and "warnings" not in m and "coherence_s" in m["seconds"]
+
+
+def test_run_warns_when_the_domains_do_not_follow_the_expression(tmp_path, capsys):
+    """The olfactory bulb, where the default training fails (README, "Held out") and edge_drop 0 does
+    not: the label-free expression-coherence check must warn in the first run and not in the second."""
+    path = shared_data("stahl2016_mob_and_bc_layers/mouse_olfactory_bulb_mOB_262spots.h5ad")
+    for extra in ([], ["--edge-drop", "0"]):
+        out = tmp_path / f"o{len(extra)}"
+        assert main(["run", str(path), "--out", str(out), "--label-key", "layer", "--quiet", *extra]) == 0
+        m = json.loads((out / "metrics.json").read_text())
+        ari, coherence = m["pooled"]["ari"], m["expression_coherence"]["mouse_olfactory_bulb_mOB_262spots"]
+        warned = "expression coherence" in capsys.readouterr().err
+        assert warned == ("warnings" in m) == (coherence < COHERENCE_WARN) == (ari < 0.2), (extra, ari, coherence)
+        if extra:
+            assert not warned
+        else:
+            assert warned and "--edge-drop 0" in m["warnings"][0]
+        page = open(write_report(str(out), umap=False)).read()
+        assert "Do the domains follow the expression?" in page and f"{coherence:.3f}" in page and ("Warning:" in page) == warned
 
 
 def test_run_without_k_or_labels_and_several_inputs(tmp_path):

@@ -78,3 +78,31 @@ def test_large_inputs_are_subsampled_and_one_slice_is_not_scored():
         batch_mixing(x, batch[:10])
     with pytest.raises(SpotscapeInputError, match="give one per spot"):
         batch_mixing(x, batch, labels[:10])
+
+
+def test_expression_coherence_tells_expression_domains_from_position_patches():
+    """On the real olfactory bulb: its annotated layers follow the expression, patches of the tissue
+    (k-means on the coordinates: what spotscape's domains look like where it fails) and random
+    labels do not."""
+    import anndata as ad
+    from sklearn.cluster import KMeans
+
+    from conftest import shared_data
+    from spotscape import pp
+    from spotscape.metrics import COHERENCE_WARN, expression_coherence
+
+    a = ad.read_h5ad(shared_data("stahl2016_mob_and_bc_layers/mouse_olfactory_bulb_mOB_262spots.h5ad"))
+    x = pp.normalize(a, pp.highly_variable_genes([a], 5000))
+    xy = np.asarray(a.obsm["spatial"])
+    lab = a.obs["layer"].astype(str).to_numpy()
+    keep = np.flatnonzero(lab != "nan")
+    truth = expression_coherence(x[keep], lab[keep], xy[keep])
+    patches = [expression_coherence(x, KMeans(5, n_init=1, random_state=s).fit_predict(xy), xy) for s in range(3)]
+    noise = expression_coherence(x, np.random.default_rng(0).integers(0, 5, a.n_obs), xy)
+    assert truth > 0.7, truth
+    assert max(patches) < COHERENCE_WARN < truth, patches
+    assert abs(noise) < 0.1, noise
+    assert expression_coherence(x[keep], lab[keep], xy[keep]) == truth  # same seed, same value
+    assert np.isnan(expression_coherence(x, np.zeros(a.n_obs), xy))  # one domain: nothing to score
+    with pytest.raises(SpotscapeInputError, match="one row per spot"):
+        expression_coherence(x, lab, xy[keep])

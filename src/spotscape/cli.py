@@ -81,6 +81,11 @@ def _summary(m: dict, out: str) -> None:
         if len(m["slices"]) > 1 and m["pooled"]["ari"] is not None:
             p = m["pooled"]
             print(f"  pooled: ARI {p['ari']:.3f}  NMI {p['nmi']:.3f}  CA {p['ca']:.3f}")
+    if "expression_coherence" in m:
+        print("  expression coherence (1 = domains as coherent as clusters of the smoothed expression): "
+              + "  ".join(f"{name} {c:.2f}" for name, c in m["expression_coherence"].items()))
+    for w in m.get("warnings", []):
+        print(f"spotscape: warning: {w}", file=sys.stderr)
     from .metrics import MIXING_METRICS
 
     for key, mix in m.get("mixing", {}).items():

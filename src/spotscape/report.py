@@ -65,6 +65,10 @@ def write_report(folder: str, umap: bool = True) -> str:
             for n, s in list(m["slices"].items()) + [("pooled", m["pooled"])])
         parts += ["<h2>Agreement with the annotation</h2>",
                   "<table><tr><th>slice</th><th>ARI</th><th>NMI</th><th>CA</th><th>silhouette</th></tr>" + rows + "</table>"]
+    if "expression_coherence" in m:
+        parts += ["<h2>Do the domains follow the expression? (expression coherence; 1 = as coherent as "
+                  "expression-only clusters)</h2>", _table([(n, _fmt(c)) for n, c in m["expression_coherence"].items()])]
+        parts += [f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in m.get("warnings", [])]
     if m.get("mixing"):
         rows = "".join(f"<tr><td>{html.escape(key)}</td>" + "".join(f"<td>{_fmt(mix[k]) if k in mix else '–'}</td>" for k in MIXING_METRICS)
                        + "</tr>" for key, mix in m["mixing"].items())

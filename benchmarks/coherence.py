@@ -1,0 +1,104 @@
+"""Does the expression-coherence check (``spotscape.metrics.expression_coherence``, written by
+``spotscape run`` into metrics.json, with a warning below ``COHERENCE_WARN``) tell a failed run from
+a good one, without labels? For every labelled dataset in ../shared/data: spotscape's runs
+(``pipeline.run``, the code behind ``spotscape run``) with their ARI and coherence, and the
+coherence of the annotation itself; on the olfactory bulb, where spotscape fails (README, "Held
+out"), also with ``edge_drop=0``; the simulated demo tissue, whose spots are very noisy; and the
+four DLPFC slices integrated (one coherence per slice).
+
+    python benchmarks/coherence.py            # 7 minutes on this 2-core machine
+
+Writes benchmarks/results/coherence.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+
+from spotscape import pipeline, pp
+from spotscape.datasets import simulate_tissue
+from spotscape.metrics import COHERENCE_WARN, expression_coherence
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+DLPFC = [(s, f"dlpfc_subject3_banksy/{s}.h5ad", "layer_guess") for s in ("151673", "151674", "151675", "151676")]
+SINGLE = [("olfactory bulb", "stahl2016_mob_and_bc_layers/mouse_olfactory_bulb_mOB_262spots.h5ad", "layer"), *DLPFC,
+          ("STARmap", "starmap_visp_BY3_1k/starmap_BY3_1k_1207cells_labeled.h5ad", "domain_banksy_smoothed_manual"),
+          ("151510 (500 genes)", "dlpfc_151510_drsc500/151510_500genes.h5ad", "layer_guess")]
+
+
+def truth_coherence(a: ad.AnnData, key: str, genes: list[str], seed: int) -> float:
+    lab = a.obs[key].astype(str).to_numpy()
+    keep = np.flatnonzero(lab != "nan")
+    return expression_coherence(pp.normalize(a, genes)[keep], lab[keep], np.asarray(a.obsm["spatial"])[keep, :2], seed=seed)
+
+
+def one_run(slices, names, key, seed, **options) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        m = pipeline.run(slices, names, f"{tmp}/out", label_key=key, seed=seed, progress=False, **options)
+    return {"ari": {n: m["slices"][n]["ari"] for n in names}, "coherence": m["expression_coherence"],
+            "warned": bool(m.get("warnings")), "genes": pp.highly_variable_genes(slices, 5000)}  # the model's genes
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--seeds", type=int, default=2, help="seeds per dataset (the bulb: --bulb-seeds)")
+    ap.add_argument("--bulb-seeds", type=int, default=5)
+    ap.add_argument("--out", default=str(HERE / "results" / "coherence"))
+    args = ap.parse_args()
+    rows = []
+
+    def record(dataset, setting, seed, r, truth):
+        for name in r["coherence"]:
+            row = {"dataset": dataset, "slice": name, "setting": setting, "seed": seed, "ari": r["ari"][name],
+                   "coherence": r["coherence"][name], "warned": r["warned"], "truth_coherence": truth.get(name)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    for dataset, path, key in SINGLE:
+        f = Path(args.data, path)
+        if not f.exists():
+            raise SystemExit(f"{f} is missing: this benchmark reads ../shared/data (see its SOURCE.md files).")
+        a = ad.read_h5ad(f)
+        settings = [("default", {})] + ([("edge_drop 0", {"edge_drop": 0.0})] if dataset == "olfactory bulb" else [])
+        for setting, options in settings:
+            for seed in range(args.bulb_seeds if dataset == "olfactory bulb" else args.seeds):
+                r = one_run([a], [dataset], key, seed, **options)
+                record(dataset, setting, seed, r, {dataset: truth_coherence(a, key, r["genes"], seed)})
+    for seed in range(args.seeds):
+        a = simulate_tissue(n_spots=3000, seed=seed)
+        r = one_run([a], ["demo"], "domain", seed)
+        record("simulated demo", "default", seed, r, {"demo": truth_coherence(a, "domain", r["genes"], seed)})
+    slices = [ad.read_h5ad(Path(args.data, p)) for _, p, _ in DLPFC]
+    names = [n for n, _, _ in DLPFC]
+    r = one_run(slices, names, "layer_guess", 0)
+    record("4 DLPFC slices integrated", "default", 0, r,
+           {n: truth_coherence(s, "layer_guess", r["genes"], 0) for n, s in zip(names, slices)})
+
+    lines = [f"Expression coherence (`spotscape.metrics.expression_coherence`; `spotscape run` warns below {COHERENCE_WARN}) "
+             "of spotscape's domains and of the annotation, with spotscape's ARI; min-max over seeds (and slices).", "",
+             "| data | setting | runs | ARI | coherence of the domains | coherence of the annotation | runs warned |",
+             "|---|---|---|---|---|---|---|"]
+    groups = dict.fromkeys((r["dataset"], r["setting"]) for r in rows)
+    for dataset, setting in groups:
+        rs = [r for r in rows if r["dataset"] == dataset and r["setting"] == setting]
+        span = lambda v: f"{min(v):.2f}" if f"{min(v):.2f}" == f"{max(v):.2f}" else f"{min(v):.2f}-{max(v):.2f}"  # noqa: E731
+        runs = len({r["seed"] for r in rs})
+        lines.append(f"| {dataset} | {setting} | {runs} | {span([r['ari'] for r in rs])} | {span([r['coherence'] for r in rs])} | "
+                     f"{span([r['truth_coherence'] for r in rs])} | {len({r['seed'] for r in rs if r['warned']})} of {runs} |")
+    out = Path(args.out)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(out.with_suffix(".json"))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -103,6 +103,8 @@ def test_expression_coherence_tells_expression_domains_from_position_patches():
     assert max(patches) < COHERENCE_WARN < truth, patches
     assert abs(noise) < 0.1, noise
     assert expression_coherence(x[keep], lab[keep], xy[keep]) == truth  # same seed, same value
+    # large slices: PCA and k-means fitted on a seeded subsample, applied to every spot
+    assert expression_coherence(x[keep], lab[keep], xy[keep], max_spots=150) > COHERENCE_WARN
     assert np.isnan(expression_coherence(x, np.zeros(a.n_obs), xy))  # one domain: nothing to score
     with pytest.raises(SpotscapeInputError, match="one row per spot"):
         expression_coherence(x, lab, xy[keep])

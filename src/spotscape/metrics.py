@@ -141,7 +141,7 @@ def batch_mixing(embedding: np.ndarray, batch, labels=None, n_neighbors: int = 1
 
 
 
-def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int = 30, max_spots: int = 50000,
+def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int = 30, max_spots: int = 20000,
                          seed: int = 0) -> float:
     """Do the domains follow the expression? No labels needed. On the first ``n_comps`` principal
     components of the standardised genes of ``x`` (log-normalised expression, spots x genes, sparse
@@ -156,7 +156,8 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
     against 0.82 for its annotated layers; README, "Held out"). Very noisy spots lower it for any
     labelling: 0.65-0.68 on the simulated demo tissue, 0.66-0.70 for its truth
     (``benchmarks/coherence.py``).
-    Memory linear in the input (sparse PCA); k-means is fitted on at most ``max_spots`` spots.
+    Memory linear in the input (sparse PCA); above ``max_spots`` spots the PCA and k-means are
+    fitted on a seeded subsample and applied to every spot.
     """
     import scipy.sparse as sp
     from sklearn.cluster import KMeans
@@ -176,10 +177,13 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
     n_pcs = min(n_comps, min(x.shape) - 1)
     if k < 2 or x.shape[0] <= k or n_pcs < 1:
         return float("nan")
-    pcs = PCA(n_pcs, svd_solver="arpack", random_state=seed).fit_transform(x).astype(np.float64)
+    sub = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_spots, replace=False)) if x.shape[0] > max_spots else None
+    pca = PCA(n_pcs, svd_solver="arpack", random_state=seed)
+    pcs = (pca.fit_transform(x) if sub is None else pca.fit(x[sub]).transform(x)).astype(np.float64)
     if n_neighbors > 1:
         idx = NearestNeighbors(n_neighbors=min(n_neighbors, len(coords))).fit(coords).kneighbors(coords)[1]
-        pcs = pcs[idx].mean(1)
+        rows = np.repeat(np.arange(len(idx)), idx.shape[1])
+        pcs = sp.csr_matrix((np.full(idx.size, 1.0 / idx.shape[1]), (rows, idx.ravel())), shape=(len(idx),) * 2) @ pcs
 
     def explained(labels):
         codes = np.unique(labels, return_inverse=True)[1]
@@ -188,8 +192,5 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
         means /= np.bincount(codes)[:, None]
         return 1.0 - ((pcs - means[codes]) ** 2).sum() / ((pcs - pcs.mean(0)) ** 2).sum()
 
-    fit_on = pcs
-    if len(pcs) > max_spots:
-        fit_on = pcs[np.random.default_rng(seed).choice(len(pcs), max_spots, replace=False)]
-    reference = KMeans(k, n_init=4, random_state=seed).fit(fit_on).predict(pcs)
+    reference = KMeans(k, n_init=4, random_state=seed).fit(pcs if sub is None else pcs[sub]).predict(pcs)
     return float(explained(domains) / explained(reference))

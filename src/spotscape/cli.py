@@ -83,7 +83,7 @@ def _summary(m: dict, out: str) -> None:
             print(f"  pooled: ARI {p['ari']:.3f}  NMI {p['nmi']:.3f}  CA {p['ca']:.3f}")
     if "expression_coherence" in m:
         print("  expression coherence (1 = domains as coherent as clusters of the smoothed expression): "
-              + "  ".join(f"{name} {c:.2f}" for name, c in m["expression_coherence"].items()))
+              + "  ".join(f"{name} {'-' if c is None else f'{c:.2f}'}" for name, c in m["expression_coherence"].items()))
     for w in m.get("warnings", []):
         print(f"spotscape: warning: {w}", file=sys.stderr)
     from .metrics import MIXING_METRICS

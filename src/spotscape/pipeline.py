@@ -186,12 +186,13 @@ def run(
         metrics["pooled"] = cluster_scores(truth, pred, z, seed=seed)
     t0 = time.perf_counter()  # label-free check that the domains follow the expression (metrics.expression_coherence)
     domains = joint.obs["spotscape_domain"].to_numpy()
-    coherence = {name: round(expression_coherence(pp.normalize(a, model.genes, counts=counts),
-                                                  domains[(joint.obs["slice"] == name).to_numpy()],
-                                                  np.asarray(a.obsm["spatial"])[:, :2], seed=seed), 4)
-                 for name, a in zip(names, slices)}
+    coherence = {}
+    for name, a in zip(names, slices):
+        c = expression_coherence(pp.normalize(a, model.genes, counts=counts), domains[(joint.obs["slice"] == name).to_numpy()],
+                                 np.asarray(a.obsm["spatial"])[:, :2], seed=seed)
+        coherence[name] = None if np.isnan(c) else round(c, 4)  # NaN: one domain in the slice, nothing to score
     metrics["expression_coherence"] = coherence
-    low = [name for name, c in coherence.items() if c < COHERENCE_WARN]
+    low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
     if low:
         metrics["warnings"] = [
             f"the domains of {', '.join(low)} explain little of the (spatially smoothed) expression: expression coherence "

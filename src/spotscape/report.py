@@ -66,8 +66,9 @@ def write_report(folder: str, umap: bool = True) -> str:
         parts += ["<h2>Agreement with the annotation</h2>",
                   "<table><tr><th>slice</th><th>ARI</th><th>NMI</th><th>CA</th><th>silhouette</th></tr>" + rows + "</table>"]
     if "expression_coherence" in m:
-        parts += ["<h2>Do the domains follow the expression? (expression coherence; 1 = as coherent as "
-                  "expression-only clusters)</h2>", _table([(n, _fmt(c)) for n, c in m["expression_coherence"].items()])]
+        parts += ["<h2>Do the domains follow the expression? (expression coherence; 1 = as coherent as clusters of "
+                  "the spatially smoothed expression)</h2>",
+                  _table([(n, "–" if c is None else _fmt(c)) for n, c in m["expression_coherence"].items()])]
         parts += [f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in m.get("warnings", [])]
     if m.get("mixing"):
         rows = "".join(f"<tr><td>{html.escape(key)}</td>" + "".join(f"<td>{_fmt(mix[k]) if k in mix else '–'}</td>" for k in MIXING_METRICS)

@@ -99,6 +99,7 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     assert set(m["mixing"]) == {"X_spotscape", "X_spotscape_mnn"} and "mixing_s" in m["seconds"]
     assert all(set(v) == {"spots_scored", "n_batches", "ilisi"} and 0 <= v["ilisi"] <= 1 for v in m["mixing"].values())
     assert set(m["expression_coherence"]) == {"a", "b"}  # the label-free check, one value per slice
+    assert all(c is not None and 0 < c < 1.5 for c in m["expression_coherence"].values()), m["expression_coherence"]
 
 
 def test_bad_edge_drop_is_refused_before_any_work(tmp_path, capsys):

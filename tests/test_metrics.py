@@ -106,5 +106,12 @@ def test_expression_coherence_tells_expression_domains_from_position_patches():
     # large slices: PCA and k-means fitted on a seeded subsample, applied to every spot
     assert expression_coherence(x[keep], lab[keep], xy[keep], max_spots=150) > COHERENCE_WARN
     assert np.isnan(expression_coherence(x, np.zeros(a.n_obs), xy))  # one domain: nothing to score
+    # dense input gives the same; spots without a domain (NaN) are left out
+    assert np.isclose(expression_coherence(x[keep].toarray(), lab[keep], xy[keep]), truth, atol=1e-6)
+    with_missing = np.where(lab == "nan", None, lab).astype(object)
+    assert np.isclose(expression_coherence(x, with_missing, xy), truth, atol=1e-6)
+    # nothing to score: constant genes, or too few spots for the averaging to leave any variance
+    assert np.isnan(expression_coherence(np.ones((50, 20)), np.arange(50) % 3, xy[:50]))
+    assert np.isnan(expression_coherence(x[:6], ["a", "b"] * 3, xy[:6]))
     with pytest.raises(SpotscapeInputError, match="one row per spot"):
         expression_coherence(x, lab, xy[keep])

@@ -146,8 +146,9 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
     """Do the domains follow the expression? No labels needed. On the first ``n_comps`` principal
     components of the standardised genes of ``x`` (log-normalised expression, spots x genes, sparse
     or dense; one slice), averaged over each spot's ``n_neighbors`` nearest spots in ``coords``
-    (itself included: the smoothed-PCA floor of the benchmark): the share of their variance the
-    domains explain, over the share that as many k-means clusters of them explain.
+    (itself included, as the benchmark's smoothed-PCA floor averages its PCs; 1: no averaging):
+    the share of their variance the domains explain, over the share that as many k-means clusters
+    of them explain. Spots whose domain is missing (NaN) are left out.
 
     Near 1: the domains split the smoothed expression as well as its own clusters do (measured
     0.90-0.95 for spotscape on DLPFC, STARmap and 151510; the annotations 0.82-0.89). Low: the
@@ -155,7 +156,8 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
     where spotscape fails on the Stahl olfactory bulb, whose layers are one or two spots thick,
     against 0.82 for its annotated layers; README, "Held out"). Very noisy spots lower it for any
     labelling: 0.65-0.68 on the simulated demo tissue, 0.66-0.70 for its truth
-    (``benchmarks/coherence.py``).
+    (``benchmarks/coherence.py``). NaN when there is nothing to score (one domain, constant
+    genes, or too few spots for the averaging to leave any variance).
     Memory linear in the input (sparse PCA); above ``max_spots`` spots the PCA and k-means are
     fitted on a seeded subsample and applied to every spot.
     """
@@ -164,33 +166,44 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
 
-    domains = np.asarray(domains).astype(str)
+    labels = pd.Series(np.asarray(domains, dtype=object))
     coords = np.asarray(coords, dtype=np.float64)
-    if not (x.shape[0] == len(domains) == len(coords)):
-        raise SpotscapeInputError(f"expression ({x.shape[0]} spots), domains ({len(domains)}) and coordinates "
+    if not (x.shape[0] == len(labels) == len(coords)):
+        raise SpotscapeInputError(f"expression ({x.shape[0]} spots), domains ({len(labels)}) and coordinates "
                                   f"({len(coords)}) must have one row per spot.")
     x = sp.csr_matrix(x, dtype=np.float32)
-    mean = np.asarray(x.mean(0)).ravel()
-    sd = np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(0)).ravel() - mean**2, 0.0))
-    x = x[:, np.flatnonzero(sd > 1e-6)] @ sp.diags((1.0 / sd[sd > 1e-6]).astype(np.float32))  # centred by the PCA
-    k = len(np.unique(domains))
+    x.sum_duplicates()
+    ok = labels.notna().to_numpy()
+    if not ok.all():
+        x, coords = x[np.flatnonzero(ok)], coords[ok]
+    domains = labels[ok].astype(str).to_numpy()
+    n, k = x.shape[0], len(np.unique(domains))
+    # gene means and variances in float64 (E[x^2] - mean^2 in float32 leaves a constant gene an sd of ~1e-4)
+    mean = np.bincount(x.indices, weights=x.data.astype(np.float64), minlength=x.shape[1]) / max(n, 1)
+    var = np.bincount(x.indices, weights=x.data.astype(np.float64) ** 2, minlength=x.shape[1]) / max(n, 1) - mean**2
+    genes = np.flatnonzero(var > 1e-12)
+    x = x[:, genes] @ sp.diags((1.0 / np.sqrt(var[genes])).astype(np.float32))  # centred by the PCA
+    n_fit = max(max_spots, 10 * k, n_comps + 1)
+    sub = np.sort(np.random.default_rng(seed).choice(n, n_fit, replace=False)) if n > n_fit else None
     n_pcs = min(n_comps, min(x.shape) - 1)
-    if k < 2 or x.shape[0] <= k or n_pcs < 1:
+    if k < 2 or n <= k or n_pcs < 1:
         return float("nan")
-    sub = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_spots, replace=False)) if x.shape[0] > max_spots else None
     pca = PCA(n_pcs, svd_solver="arpack", random_state=seed)
     pcs = (pca.fit_transform(x) if sub is None else pca.fit(x[sub]).transform(x)).astype(np.float64)
     if n_neighbors > 1:
-        idx = NearestNeighbors(n_neighbors=min(n_neighbors, len(coords))).fit(coords).kneighbors(coords)[1]
-        rows = np.repeat(np.arange(len(idx)), idx.shape[1])
-        pcs = sp.csr_matrix((np.full(idx.size, 1.0 / idx.shape[1]), (rows, idx.ravel())), shape=(len(idx),) * 2) @ pcs
+        idx = NearestNeighbors(n_neighbors=min(n_neighbors, n)).fit(coords).kneighbors(coords)[1]
+        rows = np.repeat(np.arange(n), idx.shape[1])
+        pcs = sp.csr_matrix((np.full(idx.size, 1.0 / idx.shape[1]), (rows, idx.ravel())), shape=(n, n)) @ pcs
+    total = ((pcs - pcs.mean(0)) ** 2).sum()
+    if not total > 1e-12 * max(1.0, (pcs**2).sum()):
+        return float("nan")
 
-    def explained(labels):
-        codes = np.unique(labels, return_inverse=True)[1]
+    def explained(codes):
+        codes = np.unique(codes, return_inverse=True)[1]
         means = np.zeros((codes.max() + 1, pcs.shape[1]))
         np.add.at(means, codes, pcs)
         means /= np.bincount(codes)[:, None]
-        return 1.0 - ((pcs - means[codes]) ** 2).sum() / ((pcs - pcs.mean(0)) ** 2).sum()
+        return 1.0 - ((pcs - means[codes]) ** 2).sum() / total
 
-    reference = KMeans(k, n_init=4, random_state=seed).fit(pcs if sub is None else pcs[sub]).predict(pcs)
-    return float(explained(domains) / explained(reference))
+    reference = explained(KMeans(k, n_init=4, random_state=seed).fit(pcs if sub is None else pcs[sub]).predict(pcs))
+    return float(explained(domains) / reference) if reference > 0 else float("nan")

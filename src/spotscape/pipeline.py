@@ -186,20 +186,26 @@ def run(
         metrics["pooled"] = cluster_scores(truth, pred, z, seed=seed)
     t0 = time.perf_counter()  # label-free check that the domains follow the expression (metrics.expression_coherence)
     domains = joint.obs["spotscape_domain"].to_numpy()
-    coherence = {}
+    coherence, notes = {}, []
     for name, a in zip(names, slices):
-        c = expression_coherence(pp.normalize(a, model.genes, counts=counts), domains[(joint.obs["slice"] == name).to_numpy()],
-                                 np.asarray(a.obsm["spatial"])[:, :2], seed=seed)
-        coherence[name] = None if np.isnan(c) else round(c, 4)  # NaN: one domain in the slice, nothing to score
+        try:  # a check after the training: if it cannot be computed, say so and keep the run's outputs
+            c = expression_coherence(pp.normalize(a, model.genes, counts=counts), domains[(joint.obs["slice"] == name).to_numpy()],
+                                     np.asarray(a.obsm["spatial"]), seed=seed)
+        except Exception as e:  # noqa: BLE001
+            c = float("nan")
+            notes.append(f"the expression coherence of {name} could not be computed ({type(e).__name__}: {e}).")
+        coherence[name] = round(c, 4) if np.isfinite(c) else None  # None: nothing to score (e.g. one domain in the slice)
     metrics["expression_coherence"] = coherence
     low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+    if notes:
+        metrics["warnings"] = notes
     if low:
-        metrics["warnings"] = [
+        metrics.setdefault("warnings", []).extend([
             f"the domains of {', '.join(low)} explain little of the (spatially smoothed) expression: expression coherence "
             f"{', '.join(f'{coherence[n]:.2f}' for n in low)}, below {COHERENCE_WARN} (0.90-0.95 on the slices where spotscape "
             "was measured to work). They may follow the tissue's position instead of its expression, as on tissues whose "
             "domains are one or two spots thick. Try --edge-drop 0 (pipeline.run(edge_drop=0)) and compare with an "
-            "expression-only clustering (README, 'Held out'). Very noisy spots also lower it (0.65 on the simulated demo)."]
+            "expression-only clustering (README, 'Held out'). Very noisy spots also lower it (0.65 on the simulated demo)."])
     timings["coherence_s"] = time.perf_counter() - t0
     if len(slices) > 1:  # how well the slices mix (scIB's metrics; batch ASW and graph connectivity need labels)
         t0 = time.perf_counter()

@@ -140,7 +140,6 @@ def batch_mixing(embedding: np.ndarray, batch, labels=None, n_neighbors: int = 1
     return out
 
 
-
 def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int = 30, max_spots: int = 20000,
                          seed: int = 0) -> float:
     """Do the domains follow the expression? No labels needed. On the first ``n_comps`` principal

@@ -4,7 +4,8 @@ a good one, without labels? For every labelled dataset in ../shared/data: spotsc
 (``pipeline.run``, the code behind ``spotscape run``) with their ARI and coherence, and the
 coherence of the annotation itself; on the olfactory bulb, where spotscape fails (README, "Held
 out"), also with ``edge_drop=0``; the simulated demo tissue, whose spots are very noisy; and the
-four DLPFC slices integrated (one coherence per slice).
+four DLPFC slices integrated (one coherence per slice); and, without labels, the four Stahl
+breast-cancer sections integrated (Spatial Transcriptomics like the bulb, about 258 spots each).
 
     python benchmarks/coherence.py            # 7 minutes on this 2-core machine
     python benchmarks/coherence.py --scale 100000   # only: the check's time on a simulated tissue
@@ -29,6 +30,7 @@ from spotscape.metrics import COHERENCE_WARN, expression_coherence
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 DLPFC = [(s, f"dlpfc_subject3_banksy/{s}.h5ad", "layer_guess") for s in ("151673", "151674", "151675", "151676")]
+BREAST = "stahl2016_mob_and_bc_layers/breast_cancer_layers1-4_aligned.h5ad"
 SINGLE = [("olfactory bulb", "stahl2016_mob_and_bc_layers/mouse_olfactory_bulb_mOB_262spots.h5ad", "layer"), *DLPFC,
           ("STARmap", "starmap_visp_BY3_1k/starmap_BY3_1k_1207cells_labeled.h5ad", "domain_banksy_smoothed_manual"),
           ("151510 (500 genes)", "dlpfc_151510_drsc500/151510_500genes.h5ad", "layer_guess")]
@@ -43,7 +45,7 @@ def truth_coherence(a: ad.AnnData, key: str, genes: list[str], seed: int) -> flo
 def one_run(slices, names, key, seed, **options) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         m = pipeline.run(slices, names, f"{tmp}/out", label_key=key, seed=seed, progress=False, **options)
-    return {"ari": {n: m["slices"][n]["ari"] for n in names}, "coherence": m["expression_coherence"],
+    return {"ari": {n: m["slices"][n]["ari"] if key else None for n in names}, "coherence": m["expression_coherence"],
             "warned": bool(m.get("warnings")), "genes": pp.highly_variable_genes(slices, 5000)}  # the model's genes
 
 
@@ -157,6 +159,11 @@ def everything(args) -> None:
     r = one_run(slices, names, "layer_guess", 0)
     record("4 DLPFC slices integrated", "default", 0, r,
            {n: truth_coherence(s, "layer_guess", r["genes"], 0) for n, s in zip(names, slices)})
+    # no labels: the Stahl breast-cancer sections (Spatial Transcriptomics, about 258 spots each, like the bulb)
+    bc = ad.read_h5ad(Path(args.data, BREAST))
+    names = sorted(bc.obs["slice"].astype(str).unique())
+    r = one_run([bc[bc.obs["slice"].astype(str) == n].copy() for n in names], names, None, 0)
+    record("Stahl breast cancer, 4 sections integrated (no labels)", "default", 0, r, {})
 
     lines = [f"Expression coherence (`spotscape.metrics.expression_coherence`; `spotscape run` warns below {COHERENCE_WARN}) "
              "of spotscape's domains and of the annotation, with spotscape's ARI; min-max over seeds (and slices).", "",
@@ -165,7 +172,11 @@ def everything(args) -> None:
     groups = dict.fromkeys((r["dataset"], r["setting"]) for r in rows)
     for dataset, setting in groups:
         rs = [r for r in rows if r["dataset"] == dataset and r["setting"] == setting]
-        span = lambda v: f"{min(v):.2f}" if f"{min(v):.2f}" == f"{max(v):.2f}" else f"{min(v):.2f}-{max(v):.2f}"  # noqa: E731
+        def span(v):
+            v = [x for x in v if x is not None]
+            if not v:
+                return "–"
+            return f"{min(v):.2f}" if f"{min(v):.2f}" == f"{max(v):.2f}" else f"{min(v):.2f}-{max(v):.2f}"
         runs = len({r["seed"] for r in rs})
         lines.append(f"| {dataset} | {setting} | {runs} | {span([r['ari'] for r in rs])} | {span([r['coherence'] for r in rs])} | "
                      f"{span([r['truth_coherence'] for r in rs])} | {len({r['seed'] for r in rs if r['warned']})} of {runs} |")

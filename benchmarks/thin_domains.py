@@ -9,8 +9,9 @@ STARmap and 151510 (where the published 0.2 is kept).
     python benchmarks/thin_domains.py --seeds 5
     python benchmarks/thin_domains.py --seeds 2 --contrast --only-edge-drop
     python benchmarks/thin_domains.py --seeds 2 --more
+    python benchmarks/thin_domains.py --seeds 2 --simulated --only-edge-drop
 
-Writes benchmarks/results/thin_domains{,_contrast,_more}.{json,md}.
+Writes benchmarks/results/thin_domains{,_contrast,_more,_simulated}.{json,md}.
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ MORE = [("untrained encoder", {"epochs": 0}), ("25 epochs", {"epochs": 25}), ("3
         ("reconstruction weight 1", {"w_re": 1.0}), ("reconstruction weight 10", {"w_re": 10.0}),
         ("8 nearest neighbours as the graph", {"graph": "knn", "k": 8}), ("radius 2.5 as the graph", {"graph": "radius", "radius": 2.5}),
         ("no augmentation (edge_drop 0, gene_mask 0)", {"edge_drop": 0.0, "gene_mask": 0.0})]
+# simulated layered tissues (spotscape.datasets.simulate_tissue) with bands about 3 and 2 spots thick: is thinness alone enough?
+SIMULATED = [(f"simulated, {n} bands of 2,000 spots", dict(n_spots=2000, n_domains=n, marker_effect=1.5, gradient_width=0.1, seed=0),
+              "domain") for n in (15, 25)]
 GRAPH_OPTIONS = ("graph", "k", "radius")  # Spotscape(...) options; the rest go to fit()
 
 
@@ -64,18 +68,23 @@ def main():
     ap.add_argument("--only-edge-drop", action="store_true", help="only the default and edge_drop 0")
     ap.add_argument("--more", action="store_true", help="other settings on the bulb instead: schedules, reconstruction "
                     "weights, graphs, no augmentation, the untrained encoder")
+    ap.add_argument("--simulated", action="store_true", help="simulated layered tissues with bands 2-3 spots thick instead")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    datasets = CONTRAST if args.contrast else [MOB]
+    datasets = CONTRAST if args.contrast else (SIMULATED if args.simulated else [MOB])
     settings = MORE if args.more else [s for s in SETTINGS if not args.only_edge_drop or s[1] in ({}, {"edge_drop": 0.0})]
-    stem = "thin_domains_contrast" if args.contrast else ("thin_domains_more" if args.more else "thin_domains")
+    stem = ("thin_domains_contrast" if args.contrast else "thin_domains_more" if args.more
+            else "thin_domains_simulated" if args.simulated else "thin_domains")
     out = Path(args.out or HERE / "results" / stem)
     rows = []
     for name, path, key in datasets:
-        f = Path(args.data, path)
-        if not f.exists():
-            raise SystemExit(f"{f} is missing: this benchmark reads ../shared/data (see its SOURCE.md files).")
-        a = ad.read_h5ad(f)
+        if isinstance(path, dict):  # a simulated tissue
+            a = ss.datasets.simulate_tissue(**path)
+        else:
+            f = Path(args.data, path)
+            if not f.exists():
+                raise SystemExit(f"{f} is missing: this benchmark reads ../shared/data (see its SOURCE.md files).")
+            a = ad.read_h5ad(f)
         lab = a.obs[key].astype(str).to_numpy()
         keep = lab != "nan"
         k = len(np.unique(lab[keep]))

@@ -41,9 +41,11 @@ MORE = [("untrained encoder", {"epochs": 0}), ("25 epochs", {"epochs": 25}), ("3
         ("reconstruction weight 1", {"w_re": 1.0}), ("reconstruction weight 10", {"w_re": 10.0}),
         ("8 nearest neighbours as the graph", {"graph": "knn", "k": 8}), ("radius 2.5 as the graph", {"graph": "radius", "radius": 2.5}),
         ("no augmentation (edge_drop 0, gene_mask 0)", {"edge_drop": 0.0, "gene_mask": 0.0})]
-# simulated layered tissues (spotscape.datasets.simulate_tissue) with bands about 3 and 2 spots thick: is thinness alone enough?
-SIMULATED = [(f"simulated, {n} bands of 2,000 spots", dict(n_spots=2000, n_domains=n, marker_effect=1.5, gradient_width=0.1, seed=0),
-              "domain") for n in (15, 25)]
+# simulated layered tissues (spotscape.datasets.simulate_tissue, 2,000 spots): straight bands about 3 and 2 spots thick,
+# and concentric rings (as in the bulb) about 6, 2 and 1 spots thick: is thinness enough, or the rings?
+SIMULATED = [(f"simulated, {n} {geometry}", dict(n_spots=2000, n_domains=n, marker_effect=1.5, gradient_width=0.1, seed=0,
+                                                 geometry=geometry), "domain")
+             for geometry, n in (("bands", 15), ("bands", 25), ("rings", 5), ("rings", 15), ("rings", 25))]
 GRAPH_OPTIONS = ("graph", "k", "radius")  # Spotscape(...) options; the rest go to fit()
 
 
@@ -68,7 +70,7 @@ def main():
     ap.add_argument("--only-edge-drop", action="store_true", help="only the default and edge_drop 0")
     ap.add_argument("--more", action="store_true", help="other settings on the bulb instead: schedules, reconstruction "
                     "weights, graphs, no augmentation, the untrained encoder")
-    ap.add_argument("--simulated", action="store_true", help="simulated layered tissues with bands 2-3 spots thick instead")
+    ap.add_argument("--simulated", action="store_true", help="simulated layered tissues instead: thin bands, and concentric rings")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     datasets = CONTRAST if args.contrast else (SIMULATED if args.simulated else [MOB])

@@ -61,3 +61,20 @@ def test_refinement_never_votes_across_slices(embedded):
     a, b = truth.copy(), (truth + 1) % 4  # the second slice labelled differently everywhere
     both = np.concatenate([a, b])
     assert np.array_equal(refine_labels(both, xy, groups=np.repeat([0, 1], len(a))), refine_labels(a, xy[: len(a)]).tolist() + refine_labels(b, xy[: len(b)]).tolist())
+
+
+def test_simulated_tissue_geometries():
+    """The demo tissue's layers: straight bands along y (default) or concentric rings (the bulb's shape,
+    benchmarks/thin_domains.py --simulated): the domain index rises with y, or with the distance
+    from the centre."""
+    from scipy.stats import spearmanr
+
+    bands = simulate_tissue(n_spots=900, n_genes=50, n_domains=5, seed=1)
+    rings = simulate_tissue(n_spots=900, n_genes=50, n_domains=5, seed=1, geometry="rings")
+    for a, axis in ((bands, bands.obsm["spatial"][:, 1]),
+                    (rings, np.linalg.norm(rings.obsm["spatial"] - rings.obsm["spatial"].mean(0), axis=1))):
+        assert a.obs["domain"].nunique() == 5
+        assert spearmanr(a.obs["domain"].cat.codes, axis)[0] > 0.9
+    assert spearmanr(rings.obs["domain"].cat.codes, rings.obsm["spatial"][:, 1])[0] < 0.5  # rings do not follow y
+    with pytest.raises(ValueError, match="geometry"):
+        simulate_tissue(n_spots=100, geometry="spiral")

@@ -18,11 +18,14 @@ def simulate_tissue(
     dispersion: float = 4.0,
     n_cell_programs: int = 4,
     seed: int = 0,
+    geometry: str = "bands",
 ) -> ad.AnnData:
     """A layered tissue (cortex-like bands with curved boundaries) on a hexagonal spot grid.
 
     - Grid: Visium geometry, 100 units between neighbouring spots (6 neighbours each).
-    - Domains: ``n_domains`` bands of unequal width along a depth axis bent by a sine wave.
+    - Domains: ``n_domains`` bands of unequal width along a depth axis bent by a sine wave;
+      ``geometry="rings"``: concentric rings around the grid's centre instead (depth = distance
+      from the centre), like the layers of an olfactory bulb.
     - Expression: each domain raises its own marker genes by ``marker_effect`` (log scale); the
       profile changes smoothly across boundaries (a Gaussian blend over depth, ``gradient_width``
       in units of the mean band width), so spots near a boundary resemble both sides. Spot-level
@@ -43,7 +46,11 @@ def simulate_tissue(
 
     # depth axis: y bent by a sine, normalised to [0, 1]
     width = xy[:, 0].max() + 1e-9
+    if geometry not in ("bands", "rings"):
+        raise ValueError(f"geometry must be 'bands' or 'rings', got {geometry!r}")
     depth = xy[:, 1] + 0.08 * xy[:, 1].max() * np.sin(2 * np.pi * xy[:, 0] / width * 1.3 + rng.uniform(0, 2 * np.pi))
+    if geometry == "rings":
+        depth = np.linalg.norm(xy - (xy.max(0) + xy.min(0)) / 2, axis=1)
     depth = (depth - depth.min()) / (depth.max() - depth.min())
     widths = rng.uniform(0.6, 1.4, n_domains)
     edges = np.concatenate([[0.0], np.cumsum(widths) / widths.sum()])

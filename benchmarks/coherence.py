@@ -43,10 +43,13 @@ def truth_coherence(a: ad.AnnData, key: str, genes: list[str], seed: int) -> flo
 
 
 def one_run(slices, names, key, seed, **options) -> dict:
+    """``spotscape run`` on ``slices`` (``pipeline.run``): ARI and coherence per slice, whether it warned,
+    the domains, and the model's genes."""
     with tempfile.TemporaryDirectory() as tmp:
         m = pipeline.run(slices, names, f"{tmp}/out", label_key=key, seed=seed, progress=False, **options)
+        domains = ad.read_h5ad(f"{tmp}/out/result.h5ad").obs["spotscape_domain"].to_numpy()
     return {"ari": {n: m["slices"][n]["ari"] if key else None for n in names}, "coherence": m["expression_coherence"],
-            "warned": bool(m.get("warnings")), "genes": pp.highly_variable_genes(slices, 5000)}  # the model's genes
+            "warned": bool(m.get("warnings")), "domains": domains, "genes": pp.highly_variable_genes(slices, 5000)}
 
 
 def main():
@@ -98,16 +101,11 @@ def forms(data: str, out: Path) -> None:
     cases = [(d, p, k, {}) for d, p, k in SINGLE] + [("olfactory bulb", SINGLE[0][1], SINGLE[0][2], {"edge_drop": 0.0})]
     for dataset, path, key, options in cases:
         a = ad.read_h5ad(Path(data, path))
-        with tempfile.TemporaryDirectory() as tmp:
-            pipeline.run([a], [dataset], f"{tmp}/out", label_key=key, seed=0, progress=False, **options)
-            dom = ad.read_h5ad(f"{tmp}/out/result.h5ad").obs["spotscape_domain"].to_numpy()
-        rows.append(form_row(a, dataset, "edge_drop 0" if options else "default", key, dom))
+        r = one_run([a], [dataset], key, 0, **options)
+        rows.append(form_row(a, dataset, "edge_drop 0" if options else "default", key, r))
     for seed in range(2):
         a = simulate_tissue(n_spots=3000, seed=seed)
-        with tempfile.TemporaryDirectory() as tmp:
-            pipeline.run([a], ["demo"], f"{tmp}/out", label_key="domain", seed=seed, progress=False)
-            dom = ad.read_h5ad(f"{tmp}/out/result.h5ad").obs["spotscape_domain"].to_numpy()
-        rows.append(form_row(a, f"simulated demo (seed {seed})", "default", "domain", dom))
+        rows.append(form_row(a, f"simulated demo (seed {seed})", "default", "domain", one_run([a], ["demo"], "domain", seed)))
     lines = ["The check in other forms (seed 0; spotscape's domains / the annotation): each spot's own PCs, the 7 "
              "nearest spots' mean (the check as shipped), the 19 nearest spots' mean.", "",
              "| data | setting | own PCs | 7 neighbours (shipped) | 19 neighbours |", "|---|---|---|---|---|"]
@@ -117,9 +115,8 @@ def forms(data: str, out: Path) -> None:
     write(out, rows, lines)
 
 
-def form_row(a, dataset, setting, key, dom) -> dict:
-    genes = pp.highly_variable_genes([a], 5000)
-    x, xy = pp.normalize(a, genes), np.asarray(a.obsm["spatial"])
+def form_row(a, dataset, setting, key, run) -> dict:
+    x, xy, dom = pp.normalize(a, run["genes"]), np.asarray(a.obsm["spatial"]), run["domains"]
     lab = a.obs[key].astype(str).to_numpy()
     keep = np.flatnonzero(lab != "nan")
     row = {"dataset": dataset, "setting": setting, "domains": {}, "annotation": {}}
@@ -128,6 +125,15 @@ def form_row(a, dataset, setting, key, dom) -> dict:
         row["annotation"][str(nn)] = expression_coherence(x[keep], lab[keep], xy[keep], n_neighbors=nn)
     print(json.dumps(row), flush=True)
     return row
+
+
+def span(values) -> str:
+    """min-max of the values given (to 2 decimals; one figure when they agree), '–' for none."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "–"
+    lo, hi = f"{min(v):.2f}", f"{max(v):.2f}"
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def everything(args) -> None:
@@ -172,11 +178,6 @@ def everything(args) -> None:
     groups = dict.fromkeys((r["dataset"], r["setting"]) for r in rows)
     for dataset, setting in groups:
         rs = [r for r in rows if r["dataset"] == dataset and r["setting"] == setting]
-        def span(v):
-            v = [x for x in v if x is not None]
-            if not v:
-                return "–"
-            return f"{min(v):.2f}" if f"{min(v):.2f}" == f"{max(v):.2f}" else f"{min(v):.2f}-{max(v):.2f}"
         runs = len({r["seed"] for r in rs})
         lines.append(f"| {dataset} | {setting} | {runs} | {span([r['ari'] for r in rs])} | {span([r['coherence'] for r in rs])} | "
                      f"{span([r['truth_coherence'] for r in rs])} | {len({r['seed'] for r in rs if r['warned']})} of {runs} |")

@@ -49,7 +49,7 @@ def simulate_tissue(
     if geometry not in ("bands", "rings"):
         raise ValueError(f"geometry must be 'bands' or 'rings', got {geometry!r}")
     depth = xy[:, 1] + 0.08 * xy[:, 1].max() * np.sin(2 * np.pi * xy[:, 0] / width * 1.3 + rng.uniform(0, 2 * np.pi))
-    if geometry == "rings":
+    if geometry == "rings":  # the sine's phase is drawn either way: bands stay as they were for a seed
         depth = np.linalg.norm(xy - (xy.max(0) + xy.min(0)) / 2, axis=1)
     depth = (depth - depth.min()) / (depth.max() - depth.min())
     widths = rng.uniform(0.6, 1.4, n_domains)

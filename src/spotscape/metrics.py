@@ -164,6 +164,7 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
+    from sklearn.utils.sparsefuncs import mean_variance_axis
 
     labels = pd.Series(np.asarray(domains, dtype=object))
     coords = np.asarray(coords, dtype=np.float64)
@@ -177,9 +178,7 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
         x, coords = x[np.flatnonzero(ok)], coords[ok]
     domains = labels[ok].astype(str).to_numpy()
     n, k = x.shape[0], len(np.unique(domains))
-    # gene means and variances in float64 (E[x^2] - mean^2 in float32 leaves a constant gene an sd of ~1e-4)
-    mean = np.bincount(x.indices, weights=x.data.astype(np.float64), minlength=x.shape[1]) / max(n, 1)
-    var = np.bincount(x.indices, weights=x.data.astype(np.float64) ** 2, minlength=x.shape[1]) / max(n, 1) - mean**2
+    var = mean_variance_axis(x, 0)[1].astype(np.float64)  # exactly 0 for a constant gene (E[x^2] - mean^2 is not)
     genes = np.flatnonzero(var > 1e-12)
     x = x[:, genes] @ sp.diags((1.0 / np.sqrt(var[genes])).astype(np.float32))  # centred by the PCA
     n_fit = max(max_spots, 10 * k, n_comps + 1)

@@ -19,7 +19,7 @@ import scanpy as sc
 import sklearn
 import torch
 
-from . import pl, pp, tl
+from . import pl, tl
 from ._version import __version__
 from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_share, check_weight, check_writable
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
@@ -186,11 +186,11 @@ def run(
         metrics["pooled"] = cluster_scores(truth, pred, z, seed=seed)
     t0 = time.perf_counter()  # label-free check that the domains follow the expression (metrics.expression_coherence)
     domains = joint.obs["spotscape_domain"].to_numpy()
+    x, _, rows = model._prepare(model.slices)  # the model's own log-normalised input, kept from training
     coherence, notes = {}, []
-    for name, a in zip(names, slices):
+    for name, a, r in zip(names, slices, rows):  # joint's rows are the slices' rows, in order
         try:  # a check after the training: if it cannot be computed, say so and keep the run's outputs
-            c = expression_coherence(pp.normalize(a, model.genes, counts=counts), domains[(joint.obs["slice"] == name).to_numpy()],
-                                     np.asarray(a.obsm["spatial"]), seed=seed)
+            c = expression_coherence(x[r], domains[r], np.asarray(a.obsm["spatial"]), seed=seed)
         except Exception as e:  # noqa: BLE001
             c = float("nan")
             notes.append(f"the expression coherence of {name} could not be computed ({type(e).__name__}: {e}).")

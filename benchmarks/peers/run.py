@@ -15,7 +15,8 @@ with several slices also batch ASW, iLISI and graph connectivity (scIB definitio
 cell-type (domain) ASW, and scIB's biology / batch / overall aggregates. Tools that correct a batch
 effect after the fact (`banksy_harmony`, `spotscape_harmony`: Harmony on the representation;
 `spotscape_mnn`: spotscape's own correction, ``spotscape.tl.mnn_correct``) run only on datasets of
-several slices. Results accumulate in OUT.json (rerunning skips finished runs), and
+several slices. `spotscape_run`: the representation ``spotscape run`` writes, which trains a second time
+where its expression-coherence check fails (``pipeline.run``). Results accumulate in OUT.json (rerunning skips finished runs), and
 OUT.md / OUT.png are rebuilt from it; a crashed run is retried on the next call, and ``--rerun
 TOOL ...`` runs those tools again where finished (after a change to them).
 """
@@ -34,7 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TOOLS = ["pca", "pca_spatial", "banksy", "spagcn", "spaceflow", "stagate", "graphst", "spotscape",
-         "banksy_harmony", "spotscape_harmony", "spotscape_mnn"]
+         "banksy_harmony", "spotscape_harmony", "spotscape_mnn", "spotscape_run"]
 MULTI_ONLY = {"banksy_harmony", "spotscape_harmony", "spotscape_mnn"}  # a batch correction: run on several slices only
 
 

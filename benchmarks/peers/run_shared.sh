@@ -137,3 +137,6 @@ run_heldout() { run --manifest "$here/manifest_heldout.json" --out "$here/../res
 run_heldout --tools pca pca_spatial banksy spagcn spotscape
 run_heldout --seeds 3 --tools spaceflow stagate graphst --datasets mouse_olfactory_bulb
 run_heldout --seeds 1 --tools spaceflow stagate graphst --datasets 151510_500genes
+# `spotscape run`'s representation (eighteenth session, 2026-12-03, Zen 5): trained a second time
+# with edge_drop 0 where its expression-coherence check fails (pipeline.run(retry=True), the default)
+run_heldout --tools spotscape_run

@@ -142,6 +142,21 @@ def t_spotscape(slices, k, seed):
     return {"emb": model.get_latent_representation()}
 
 
+def t_spotscape_run(slices, k, seed):
+    """The representation ``spotscape run`` writes (``pipeline.run``, given k, no labels): as ``spotscape``,
+    but trained a second time with edge_drop 0, keeping the more coherent run, where its domains do
+    not follow the expression (README, "Held out")."""
+    import tempfile
+
+    import anndata as ad
+
+    from spotscape import pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline.run(slices, [f"slice{i}" for i in range(len(slices))], f"{tmp}/out", n_domains=k, seed=seed, progress=False)
+        return {"emb": ad.read_h5ad(f"{tmp}/out/result.h5ad").obsm["X_spotscape"]}
+
+
 def t_banksy(slices, k, seed, correct=None):
     """BANKSY's domain-segmentation recipe: 2,000 HVGs, k_geom 18, scaled-Gaussian weights, AGF
     max_m 1, lambda 0.8, 20 PCs; its own clustering for domains is mclust. ``correct(emb)``: a batch
@@ -284,7 +299,7 @@ def t_banksy_harmony(slices, k, seed):
 TOOLS = {"pca": t_pca, "pca_spatial": t_pca_spatial, "spotscape": t_spotscape, "banksy": t_banksy,
          "spagcn": t_spagcn, "graphst": t_graphst, "stagate": t_stagate, "spaceflow": t_spaceflow,
          "banksy_harmony": t_banksy_harmony, "spotscape_harmony": t_spotscape_harmony,
-         "spotscape_mnn": t_spotscape_mnn}
+         "spotscape_mnn": t_spotscape_mnn, "spotscape_run": t_spotscape_run}
 
 
 def main():

@@ -63,6 +63,7 @@ def _run(args) -> int:
         slices, names, args.out, n_domains=args.n_domains, label_key=args.label_key, seed=args.seed, epochs=args.epochs,
         lr=args.lr, device=args.device, counts=not args.normalized, n_top_genes=args.n_top_genes, published=args.published, raw_z=args.raw_z,
         w_pcl=args.w_pcl, edge_drop=args.edge_drop, slice_norm={"auto": None, "on": True, "off": False}[args.slice_norm], progress=not args.quiet, save_model=args.save_model, timings=timings, batch_size=batch_size,
+        retry=not args.no_retry,
     )
     if rank == 0:
         _summary(m, args.out)
@@ -84,6 +85,10 @@ def _summary(m: dict, out: str) -> None:
     if "expression_coherence" in m:
         print("  expression coherence (1 = domains as coherent as clusters of the smoothed expression): "
               + "  ".join(f"{name} {'-' if c is None else f'{c:.2f}'}" for name, c in m["expression_coherence"].items()))
+    if "retried" in m:
+        from .report import retried_note
+
+        print(f"spotscape: note: {retried_note(m['retried'])}", file=sys.stderr)
     for w in m.get("warnings", []):
         print(f"spotscape: warning: {w}", file=sys.stderr)
     from .metrics import MIXING_METRICS
@@ -281,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "per-slice BatchNorm; the published 0.01 with --published; README)")
     r.add_argument("--edge-drop", type=float, help="share of graph edges each augmented view drops (default: the published "
                                                    "0.2; 0 for domains one or two spots thick, e.g. ST olfactory bulb; README)")
+    r.add_argument("--no-retry", action="store_true", help="keep the first training even where its domains do not follow "
+                   "the expression (default: train once more with --edge-drop 0 there and keep the more coherent run; README)")
     r.add_argument("--slice-norm", default="auto", choices=["auto", "on", "off"],
                    help="encoder BatchNorm with each slice's own statistics (auto: on for several slices, off with --published)")
     r.add_argument("--raw-z", action="store_true", help="embed and cluster the raw z, as the published code does (default: unit-length z)")

@@ -55,6 +55,59 @@ def n_true_domains(slices, label_key) -> int:
     return int(labels[labels != "nan"].nunique())
 
 
+def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_genes, slice_norm, epochs, lr, progress,
+                     batch_size, raw_z, weights):
+    """Train a model on ``slices``, embed and cluster: (model, the slices joined with ``X_spotscape`` and
+    ``spotscape_domain``, seconds per stage). Under torch.distributed the joined slices are None on
+    every rank but 0."""
+    model = Spotscape(slices, n_domains=n_domains, seed=seed, device=device, counts=counts, n_top_genes=n_top_genes,
+                      slice_norm=slice_norm)
+    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **weights)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
+        return model, None, {}
+    seconds = {}
+    t0 = time.perf_counter()
+    z = model.get_latent_representation(normalize=not raw_z)
+    seconds["embed_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same")
+    if not joint.obs_names.is_unique:
+        joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
+    joint.obsm["X_spotscape"] = z
+    joint.uns["spotscape"] = dict(model.uns_info(), embedding="raw z" if raw_z else "unit-length z")
+    tl.domains(joint, n_domains=n_domains, seed=seed)
+    seconds["cluster_s"] = time.perf_counter() - t0
+    seconds.update(model.timings)
+    return model, joint, seconds
+
+
+def _coherence(model, joint, slices, names, seed) -> tuple[dict, list, float]:
+    """The label-free check that the domains follow the expression (``metrics.expression_coherence``),
+    per slice, on the model's own log-normalised input: ({slice: value or None}, notes, seconds)."""
+    t0 = time.perf_counter()
+    domains = joint.obs["spotscape_domain"].to_numpy()
+    x, _, rows = model._prepare(model.slices)  # kept from training
+    coherence, notes = {}, []
+    for name, a, r in zip(names, slices, rows):  # joint's rows are the slices' rows, in order
+        try:  # a check after the training: if it cannot be computed, say so and keep the run's outputs
+            c = expression_coherence(x[r], domains[r], np.asarray(a.obsm["spatial"]), seed=seed)
+        except Exception as e:  # noqa: BLE001
+            c = float("nan")
+            notes.append(f"the expression coherence of {name} could not be computed ({type(e).__name__}: {e}).")
+        coherence[name] = round(c, 4) if np.isfinite(c) else None  # None: nothing to score (e.g. one domain in the slice)
+    return coherence, notes, time.perf_counter() - t0
+
+
+def _ari(joint, label_key, names) -> dict:
+    truth, pred, slice_ = joint.obs[label_key], joint.obs["spotscape_domain"], joint.obs["slice"].to_numpy()
+    return {name: cluster_scores(truth[slice_ == name], pred[slice_ == name])["ari"] for name in names}
+
+
+def _worst(coherence: dict) -> float:
+    values = [c for c in coherence.values() if c is not None]
+    return min(values) if values else float("-inf")
+
+
 def run(
     slices: list[ad.AnnData],
     names: list[str],
@@ -76,6 +129,7 @@ def run(
     w_pcl: float | None = None,
     slice_norm: bool | None = None,
     edge_drop: float | None = None,
+    retry: bool = True,
 ) -> dict:
     """Run Spotscape on ``slices`` (several = integration) and write the outputs into ``out``.
 
@@ -90,7 +144,11 @@ def run(
     ``slice_norm``: per-slice BatchNorm statistics in the encoder (``Spotscape``; None: on for
     several slices, off with ``published``).
     ``edge_drop``: share of the graph's edges each augmented view drops (default: the published
-    0.2; 0 for tissues whose domains are one or two spots thick, README "Where it loses").
+    0.2; 0 for tissues whose domains are one or two spots thick, README "Held out").
+    ``retry``: where the domains of a slice do not follow the expression (expression coherence below
+    ``metrics.COHERENCE_WARN``) and ``edge_drop`` was not given, train again with ``edge_drop=0`` and
+    keep the run whose worst slice is more coherent (``metrics.json["retried"]`` holds both runs).
+    Not with ``published`` nor under torch.distributed, where the run only warns.
     Returns the metrics dictionary written to metrics.json. Under torch.distributed every process
     trains; only rank 0 embeds, clusters and writes (the others return ``{}``).
     """
@@ -115,8 +173,6 @@ def run(
 
     if published and slice_norm is None:
         slice_norm = False  # the published BatchNorm
-    model = Spotscape(slices, n_domains=n_domains, seed=seed, device=device, counts=counts, n_top_genes=n_top_genes,
-                      slice_norm=slice_norm)
     if published:
         sched = PUBLISHED_MULTI if len(slices) > 1 else PUBLISHED_SINGLE
         epochs = epochs or sched["epochs"]
@@ -127,27 +183,42 @@ def run(
         weights["w_pcl"] = w_pcl
     if edge_drop is not None:
         weights["edge_drop"] = edge_drop
-    model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **weights)
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
+    settings = dict(n_domains=n_domains, seed=seed, device=device, counts=counts, n_top_genes=n_top_genes, slice_norm=slice_norm,
+                    epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, raw_z=raw_z, weights=weights)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    model, joint, run_s = _fit_and_cluster(slices, names, **settings)
+    if joint is None:  # under torch.distributed only rank 0 embeds, clusters and writes
         return {}
-    t0 = time.perf_counter()
-    z = model.get_latent_representation(normalize=not raw_z)
-    timings["embed_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same")
-    if not joint.obs_names.is_unique:
-        joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
-    joint.obsm["X_spotscape"] = z
-    joint.uns["spotscape"] = dict(model.uns_info(), embedding="raw z" if raw_z else "unit-length z")
-    tl.domains(joint, n_domains=n_domains, seed=seed)
-    timings["cluster_s"] = time.perf_counter() - t0
+    coherence, notes, run_s["coherence_s"] = _coherence(model, joint, slices, names, seed)
+    retried = None
+    low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+    if low and retry and edge_drop is None and not published and not distributed and model.train_config.edge_drop > 0:
+        # the domains do not follow the expression, as where the tissue's domains are one or two spots thick (README,
+        # "Held out"): train again without dropped edges, the measured remedy, and keep whichever run's domains follow
+        # the expression more (the lower of the slices' coherences; labels are never used for the choice)
+        weights0 = dict(weights, edge_drop=0.0)
+        model0, joint0, run0_s = _fit_and_cluster(slices, names, **dict(settings, weights=weights0))
+        coherence0, notes0, run0_s["coherence_s"] = _coherence(model0, joint0, slices, names, seed)
+        first = {"edge_drop": model.train_config.edge_drop, "expression_coherence": coherence,
+                 "seconds": round(sum(run_s.values()), 3)}
+        again = {"edge_drop": 0.0, "expression_coherence": coherence0, "seconds": round(sum(run0_s.values()), 3)}
+        if label_key:  # for the record only
+            first["ari"], again["ari"] = _ari(joint, label_key, names), _ari(joint0, label_key, names)
+        keep_again = _worst(coherence0) > _worst(coherence)
+        retried = {"reason": f"expression coherence below {COHERENCE_WARN} with edge_drop {first['edge_drop']}",
+                   "first": first, "again": again, "kept": "again (edge_drop 0)" if keep_again else "first"}
+        if keep_again:
+            timings["first_run_s"] = first["seconds"]
+            model, joint, run_s, coherence, notes = model0, joint0, run0_s, coherence0, notes0
+            low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+        else:
+            timings["retry_run_s"] = again["seconds"]
+    timings.update(run_s)
+    z = joint.obsm["X_spotscape"]
     if len(slices) > 1:  # the slices also brought together by mutual nearest neighbours (more mixing, same domains)
         t0 = time.perf_counter()
         tl.correct_slices(joint, slice_key="slice", key_added="X_spotscape_mnn")
         timings["correct_s"] = time.perf_counter() - t0
-    for k, v in model.timings.items():
-        timings[k] = v
 
     metrics = {
         "spotscape_version": __version__,
@@ -161,7 +232,7 @@ def run(
         "device": str(model.device),
         "epochs_run": len(model.history),
         "training_mode": "full batch" if model.train_config.batch_size is None else f"mini-batch {model.train_config.batch_size}",
-        "processes": torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1,
+        "processes": torch.distributed.get_world_size() if distributed else 1,
         "lr": model.train_config.lr,
         "w_pcl": model.train_config.w_pcl,
         "edge_drop": model.train_config.edge_drop,
@@ -184,19 +255,10 @@ def run(
             scores[name] = cluster_scores(truth[m], pred[m], z[m], seed=seed)
         metrics["slices"] = scores
         metrics["pooled"] = cluster_scores(truth, pred, z, seed=seed)
-    t0 = time.perf_counter()  # label-free check that the domains follow the expression (metrics.expression_coherence)
-    domains = joint.obs["spotscape_domain"].to_numpy()
-    x, _, rows = model._prepare(model.slices)  # the model's own log-normalised input, kept from training
-    coherence, notes = {}, []
-    for name, a, r in zip(names, slices, rows):  # joint's rows are the slices' rows, in order
-        try:  # a check after the training: if it cannot be computed, say so and keep the run's outputs
-            c = expression_coherence(x[r], domains[r], np.asarray(a.obsm["spatial"]), seed=seed)
-        except Exception as e:  # noqa: BLE001
-            c = float("nan")
-            notes.append(f"the expression coherence of {name} could not be computed ({type(e).__name__}: {e}).")
-        coherence[name] = round(c, 4) if np.isfinite(c) else None  # None: nothing to score (e.g. one domain in the slice)
     metrics["expression_coherence"] = coherence
-    low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+    if retried:
+        metrics["retried"] = retried
+        joint.uns["spotscape"]["retried"] = f"{retried['reason']}; trained again with edge_drop 0; kept {retried['kept']}"
     if notes:
         metrics["warnings"] = notes
     if low:
@@ -204,9 +266,13 @@ def run(
             f"the domains of {', '.join(low)} explain little of the (spatially smoothed) expression: expression coherence "
             f"{', '.join(f'{coherence[n]:.2f}' for n in low)}, below {COHERENCE_WARN} (0.90-0.95 on the slices where spotscape "
             "was measured to work). They may follow the tissue's position instead of its expression, as on tissues whose "
-            "domains are one or two spots thick. Try --edge-drop 0 (pipeline.run(edge_drop=0)) and compare with an "
-            "expression-only clustering (README, 'Held out'). Very noisy spots also lower it (0.65 on the simulated demo)."])
-    timings["coherence_s"] = time.perf_counter() - t0
+            "domains are one or two spots thick. "
+            + ("Trained again without dropped edges (edge_drop 0), they followed it more, but not enough. "
+               if retried and retried["kept"] != "first" else
+               "Training again without dropped edges (edge_drop 0) did not make them follow it more. " if retried else
+               "Try --edge-drop 0 (pipeline.run(edge_drop=0)). " if model.train_config.edge_drop > 0 else "")
+            + "Compare with an expression-only clustering (README, 'Held out'). Very noisy spots also lower it (0.65 on "
+            "the simulated demo)."])
     if len(slices) > 1:  # how well the slices mix (scIB's metrics; batch ASW and graph connectivity need labels)
         t0 = time.perf_counter()
         labels = joint.obs[label_key].to_numpy() if label_key else None

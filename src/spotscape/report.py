@@ -18,6 +18,19 @@ CAPTIONS = {
 }
 
 
+def retried_note(r: dict) -> str:
+    """One line on a run trained twice (``metrics.json["retried"]``, ``pipeline.run(retry=True)``)."""
+    def values(c):
+        return ", ".join(f"{n} {'-' if v is None else f'{v:.2f}'}" for n, v in c.items())
+
+    first, again = r["first"], r["again"]
+    kept = "the second" if r["kept"] != "first" else "the first"
+    return (f"the domains did not follow the expression with edge_drop {first['edge_drop']} (expression coherence "
+            f"{values(first['expression_coherence'])}), so spotscape trained again with edge_drop 0 "
+            f"({values(again['expression_coherence'])}) and kept {kept} run, the more coherent "
+            f"({first['seconds'] + again['seconds']:.1f} s for both; --no-retry keeps the first).")
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows) + "</table>"
 
@@ -69,6 +82,8 @@ def write_report(folder: str, umap: bool = True) -> str:
         parts += ["<h2>Do the domains follow the expression? (expression coherence; 1 = as coherent as clusters of "
                   "the spatially smoothed expression)</h2>",
                   _table([(n, "–" if c is None else _fmt(c)) for n, c in m["expression_coherence"].items()])]
+        if "retried" in m:
+            parts += [f"<p><b>Trained twice:</b> {html.escape(retried_note(m['retried']))}</p>"]
         parts += [f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in m.get("warnings", [])]
     if m.get("mixing"):
         rows = "".join(f"<tr><td>{html.escape(key)}</td>" + "".join(f"<td>{_fmt(mix[k]) if k in mix else '–'}</td>" for k in MIXING_METRICS)

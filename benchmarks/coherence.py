@@ -190,7 +190,7 @@ def everything(args) -> None:
         if firsts:
             lines.append(f"| {dataset} | {setting}: first training | {twice} | {span([r['first_ari'] for r in firsts])} | "
                          f"{span([r['first_coherence'] for r in firsts])} | {span([r['truth_coherence'] for r in firsts])} | "
-                         f"{len({r['seed'] for r in firsts if r['first_coherence'] < COHERENCE_WARN})} of {twice} | – | – |")
+                         f"{len({r['seed'] for r in firsts if (r['first_coherence'] or 0) < COHERENCE_WARN})} of {twice} | – | – |")
         below = len({r["seed"] for r in rs if r["coherence"] is not None and r["coherence"] < COHERENCE_WARN})
         lines.append(f"| {dataset} | {setting}{': run kept' if firsts else ''} | {runs} | {span([r['ari'] for r in rs])} | "
                      f"{span([r['coherence'] for r in rs])} | {span([r['truth_coherence'] for r in rs])} | {below} of {runs} | "

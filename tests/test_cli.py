@@ -6,6 +6,7 @@ import sys
 
 import anndata as ad
 import numpy as np
+import pytest
 
 from spotscape.cli import main
 from spotscape.metrics import COHERENCE_WARN
@@ -94,21 +95,37 @@ def test_run_trains_again_without_dropped_edges_where_the_domains_fail(tmp_path,
     assert "Trained twice:" in open(write_report(str(out), umap=False)).read()
 
 
-def test_retry_keeps_the_more_coherent_run(tmp_path, monkeypatch):
-    """Where both runs fall below the threshold (raised here so that every run does), the run kept is
-    the one whose worst slice is more coherent, and the warning says the retry did not suffice."""
+@pytest.mark.parametrize("first, again", [(0.30, 0.40), (0.40, 0.30)])
+def test_retry_keeps_the_more_coherent_run(tmp_path, monkeypatch, first, again):
+    """Both branches of the choice, with each run's coherence set (both below the threshold): the run
+    kept is the more coherent, every output comes from it, and the warning says the retry did not
+    suffice. Through the API, retry=False and the published settings train once."""
     from spotscape import pipeline
     from spotscape.datasets import simulate_tissue
+    from spotscape.metrics import cluster_scores
 
-    monkeypatch.setattr(pipeline, "COHERENCE_WARN", 2.0)
+    real = pipeline._coherence
+
+    def fixed(model, joint, slices, names, seed):  # the real check, its values replaced by edge drop
+        c, notes, seconds = real(model, joint, slices, names, seed)
+        return {n: first if model.train_config.edge_drop > 0 else again for n in c}, notes, seconds
+
+    monkeypatch.setattr(pipeline, "_coherence", fixed)
     a = simulate_tissue(n_spots=400, n_genes=150, n_domains=4, seed=2)
-    m = pipeline.run([a], ["sim"], str(tmp_path / "o"), label_key="domain", epochs=10, progress=False)
-    first, again = (m["retried"][k]["expression_coherence"]["sim"] for k in ("first", "again"))
-    kept_again = m["retried"]["kept"].startswith("again")
-    assert kept_again == (again > first) and m["edge_drop"] == (0.0 if kept_again else 0.2)
-    assert m["expression_coherence"]["sim"] == max(first, again)
+    out = tmp_path / "o"
+    m = pipeline.run([a], ["sim"], str(out), label_key="domain", epochs=10, progress=False)
+    kept_again, r = again > first, m["retried"]
+    kept = r["again" if kept_again else "first"]
+    assert r["kept"].startswith("again") == kept_again and m["edge_drop"] == kept["edge_drop"] == (0.0 if kept_again else 0.2)
+    assert m["expression_coherence"] == kept["expression_coherence"] == {"sim": max(first, again)}
+    res = ad.read_h5ad(out / "result.h5ad")  # the written domains are the kept run's
+    assert m["slices"]["sim"]["ari"] == kept["ari"]["sim"] == cluster_scores(res.obs["domain"], res.obs["spotscape_domain"])["ari"]
+    assert res.uns["spotscape"]["train"]["edge_drop"] == kept["edge_drop"]
     assert ("first_run_s" if kept_again else "retry_run_s") in m["seconds"]
     assert ("followed it more, but not enough" if kept_again else "did not make them follow it more") in m["warnings"][0]
+    for i, options in enumerate(({"retry": False}, {"published": True})):
+        m = pipeline.run([a], ["sim"], str(tmp_path / f"once{i}"), n_domains=4, epochs=10, progress=False, **options)
+        assert "retried" not in m and "--edge-drop 0" in m["warnings"][0], options
 
 
 def test_run_without_k_or_labels_and_several_inputs(tmp_path):

@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--edge-drop", type=float, help="share of graph edges each augmented view drops (default: the published "
                                                    "0.2; 0 for domains one or two spots thick, e.g. ST olfactory bulb; README)")
     r.add_argument("--no-retry", action="store_true", help="keep the first training even where its domains do not follow "
-                   "the expression (default: train once more with --edge-drop 0 there and keep the more coherent run; README)")
+                   "the expression (default: train once more with --edge-drop 0 there and keep the more coherent run, unless "
+                   "--edge-drop or --published is given or several processes train; README)")
     r.add_argument("--slice-norm", default="auto", choices=["auto", "on", "off"],
                    help="encoder BatchNorm with each slice's own statistics (auto: on for several slices, off with --published)")
     r.add_argument("--raw-z", action="store_true", help="embed and cluster the raw z, as the published code does (default: unit-length z)")

@@ -98,14 +98,18 @@ def _coherence(model, joint, slices, names, seed) -> tuple[dict, list, float]:
     return coherence, notes, time.perf_counter() - t0
 
 
+def _training_mode(model) -> str:
+    return "full batch" if model.train_config.batch_size is None else f"mini-batch {model.train_config.batch_size}"
+
+
 def _ari(joint, label_key, names) -> dict:
     truth, pred, slice_ = joint.obs[label_key], joint.obs["spotscape_domain"], joint.obs["slice"].to_numpy()
     return {name: cluster_scores(truth[slice_ == name], pred[slice_ == name])["ari"] for name in names}
 
 
-def _worst(coherence: dict) -> float:
-    values = [c for c in coherence.values() if c is not None]
-    return min(values) if values else float("-inf")
+def _worst(coherence: dict, names) -> float:
+    """The lowest coherence over ``names``; a slice that could not be scored (None) counts as the lowest."""
+    return min((coherence[n] if coherence[n] is not None else float("-inf") for n in names), default=float("-inf"))
 
 
 def run(
@@ -196,15 +200,23 @@ def run(
         # the domains do not follow the expression, as where the tissue's domains are one or two spots thick (README,
         # "Held out"): train again without dropped edges, the measured remedy, and keep whichever run's domains follow
         # the expression more (the lower of the slices' coherences; labels are never used for the choice)
-        weights0 = dict(weights, edge_drop=0.0)
-        model0, joint0, run0_s = _fit_and_cluster(slices, names, **dict(settings, weights=weights0))
+        if progress:
+            print(f"spotscape: the domains of {', '.join(low)} do not follow the expression (coherence below "
+                  f"{COHERENCE_WARN}); training again without dropped edges", file=sys.stderr)
+        if model.device.type == "cuda":
+            torch.cuda.empty_cache()
+        # the same training mode as the first run (on a GPU "auto" reads free memory, which the first model still holds)
+        again_settings = dict(settings, weights=dict(weights, edge_drop=0.0), batch_size=model.train_config.batch_size)
+        model0, joint0, run0_s = _fit_and_cluster(slices, names, **again_settings)
         coherence0, notes0, run0_s["coherence_s"] = _coherence(model0, joint0, slices, names, seed)
-        first = {"edge_drop": model.train_config.edge_drop, "expression_coherence": coherence,
-                 "seconds": round(sum(run_s.values()), 3)}
-        again = {"edge_drop": 0.0, "expression_coherence": coherence0, "seconds": round(sum(run0_s.values()), 3)}
+        first, again = ({"edge_drop": m.train_config.edge_drop, "expression_coherence": c, "seconds": round(sum(t.values()), 3),
+                         "n_domains": int(j.uns["spotscape"]["n_domains"]), "epochs_run": len(m.history),
+                         "training_mode": _training_mode(m)}
+                        for m, j, c, t in ((model, joint, coherence, run_s), (model0, joint0, coherence0, run0_s)))
         if label_key:  # for the record only
             first["ari"], again["ari"] = _ari(joint, label_key, names), _ari(joint0, label_key, names)
-        keep_again = _worst(coherence0) > _worst(coherence)
+        scored = [n for n in names if coherence[n] is not None or coherence0[n] is not None]
+        keep_again = _worst(coherence0, scored) > _worst(coherence, scored)
         retried = {"reason": f"expression coherence below {COHERENCE_WARN} with edge_drop {first['edge_drop']}",
                    "first": first, "again": again, "kept": "again (edge_drop 0)" if keep_again else "first"}
         if keep_again:
@@ -231,7 +243,7 @@ def run(
         "seed": seed,
         "device": str(model.device),
         "epochs_run": len(model.history),
-        "training_mode": "full batch" if model.train_config.batch_size is None else f"mini-batch {model.train_config.batch_size}",
+        "training_mode": _training_mode(model),
         "processes": torch.distributed.get_world_size() if distributed else 1,
         "lr": model.train_config.lr,
         "w_pcl": model.train_config.w_pcl,

@@ -24,11 +24,11 @@ def retried_note(r: dict) -> str:
         return ", ".join(f"{n} {'-' if v is None else f'{v:.2f}'}" for n, v in c.items())
 
     first, again = r["first"], r["again"]
-    kept = "the second" if r["kept"] != "first" else "the first"
+    kept = "the second run, the more coherent" if r["kept"] != "first" else "the first run (the second was not more coherent)"
     return (f"the domains did not follow the expression with edge_drop {first['edge_drop']} (expression coherence "
             f"{values(first['expression_coherence'])}), so spotscape trained again with edge_drop 0 "
-            f"({values(again['expression_coherence'])}) and kept {kept} run, the more coherent "
-            f"({first['seconds'] + again['seconds']:.1f} s for both; --no-retry keeps the first).")
+            f"({values(again['expression_coherence'])}) and kept {kept}; {first['seconds'] + again['seconds']:.1f} s "
+            "for both (--no-retry, or pipeline.run(retry=False), keeps the first without training again).")
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

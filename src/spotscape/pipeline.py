@@ -112,6 +112,36 @@ def _worst(coherence: dict, names) -> float:
     return min((coherence[n] if coherence[n] is not None else float("-inf") for n in names), default=float("-inf"))
 
 
+def _train_again(first_run, low, slices, names, settings, label_key):
+    """The domains of ``low`` do not follow the expression, as where a tissue's domains are one or two
+    spots thick (README, "Held out"): train again without dropped edges, the measured remedy, and keep
+    the run whose worst slice is more coherent (a slice scored in one run only counts as the worst;
+    labels are recorded, never used for the choice). ``first_run``: (model, joint, seconds, coherence,
+    notes) of the first run. Returns the run kept, in that form, and the record of both runs."""
+    model, joint, run_s, coherence, notes = first_run
+    seed = settings["seed"]
+    if settings["progress"]:
+        print(f"spotscape: the domains of {', '.join(low)} do not follow the expression (coherence below "
+              f"{COHERENCE_WARN}); training again without dropped edges", file=sys.stderr)
+    if model.device.type == "cuda":
+        torch.cuda.empty_cache()
+    # the same training mode as the first run (on a GPU "auto" reads free memory, which the first model still holds)
+    again_settings = dict(settings, weights=dict(settings["weights"], edge_drop=0.0), batch_size=model.train_config.batch_size)
+    model0, joint0, run0_s = _fit_and_cluster(slices, names, **again_settings)
+    coherence0, notes0, run0_s["coherence_s"] = _coherence(model0, joint0, slices, names, seed)
+    first, again = ({"edge_drop": m.train_config.edge_drop, "expression_coherence": c, "seconds": round(sum(t.values()), 3),
+                     "n_domains": int(j.uns["spotscape"]["n_domains"]), "epochs_run": len(m.history),
+                     "training_mode": _training_mode(m)}
+                    for m, j, c, t in ((model, joint, coherence, run_s), (model0, joint0, coherence0, run0_s)))
+    if label_key:  # for the record only
+        first["ari"], again["ari"] = _ari(joint, label_key, names), _ari(joint0, label_key, names)
+    scored = [n for n in names if coherence[n] is not None or coherence0[n] is not None]
+    keep_again = _worst(coherence0, scored) > _worst(coherence, scored)
+    retried = {"reason": f"expression coherence below {COHERENCE_WARN} with edge_drop {first['edge_drop']}",
+               "first": first, "again": again, "kept": "again (edge_drop 0)" if keep_again else "first"}
+    return ((model0, joint0, run0_s, coherence0, notes0) if keep_again else first_run), retried
+
+
 def run(
     slices: list[ad.AnnData],
     names: list[str],
@@ -197,34 +227,13 @@ def run(
     retried = None
     low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
     if low and retry and edge_drop is None and not published and not distributed and model.train_config.edge_drop > 0:
-        # the domains do not follow the expression, as where the tissue's domains are one or two spots thick (README,
-        # "Held out"): train again without dropped edges, the measured remedy, and keep whichever run's domains follow
-        # the expression more (the lower of the slices' coherences; labels are never used for the choice)
-        if progress:
-            print(f"spotscape: the domains of {', '.join(low)} do not follow the expression (coherence below "
-                  f"{COHERENCE_WARN}); training again without dropped edges", file=sys.stderr)
-        if model.device.type == "cuda":
-            torch.cuda.empty_cache()
-        # the same training mode as the first run (on a GPU "auto" reads free memory, which the first model still holds)
-        again_settings = dict(settings, weights=dict(weights, edge_drop=0.0), batch_size=model.train_config.batch_size)
-        model0, joint0, run0_s = _fit_and_cluster(slices, names, **again_settings)
-        coherence0, notes0, run0_s["coherence_s"] = _coherence(model0, joint0, slices, names, seed)
-        first, again = ({"edge_drop": m.train_config.edge_drop, "expression_coherence": c, "seconds": round(sum(t.values()), 3),
-                         "n_domains": int(j.uns["spotscape"]["n_domains"]), "epochs_run": len(m.history),
-                         "training_mode": _training_mode(m)}
-                        for m, j, c, t in ((model, joint, coherence, run_s), (model0, joint0, coherence0, run0_s)))
-        if label_key:  # for the record only
-            first["ari"], again["ari"] = _ari(joint, label_key, names), _ari(joint0, label_key, names)
-        scored = [n for n in names if coherence[n] is not None or coherence0[n] is not None]
-        keep_again = _worst(coherence0, scored) > _worst(coherence, scored)
-        retried = {"reason": f"expression coherence below {COHERENCE_WARN} with edge_drop {first['edge_drop']}",
-                   "first": first, "again": again, "kept": "again (edge_drop 0)" if keep_again else "first"}
-        if keep_again:
-            timings["first_run_s"] = first["seconds"]
-            model, joint, run_s, coherence, notes = model0, joint0, run0_s, coherence0, notes0
-            low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+        first_run = (model, joint, run_s, coherence, notes)
+        (model, joint, run_s, coherence, notes), retried = _train_again(first_run, low, slices, names, settings, label_key)
+        if retried["kept"] == "first":
+            timings["retry_run_s"] = retried["again"]["seconds"]
         else:
-            timings["retry_run_s"] = again["seconds"]
+            timings["first_run_s"] = retried["first"]["seconds"]
+        low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
     timings.update(run_s)
     z = joint.obsm["X_spotscape"]
     if len(slices) > 1:  # the slices also brought together by mutual nearest neighbours (more mixing, same domains)

@@ -95,11 +95,11 @@ def test_run_trains_again_without_dropped_edges_where_the_domains_fail(tmp_path,
     assert "Trained twice:" in open(write_report(str(out), umap=False)).read()
 
 
-@pytest.mark.parametrize("first, again", [(0.30, 0.40), (0.40, 0.30)])
+@pytest.mark.parametrize("first, again", [(0.30, 0.40), (0.40, 0.30), (0.40, None)])
 def test_retry_keeps_the_more_coherent_run(tmp_path, monkeypatch, first, again):
-    """Both branches of the choice, with each run's coherence set (both below the threshold): the run
-    kept is the more coherent, every output comes from it, and the warning says the retry did not
-    suffice. Through the API, retry=False and the published settings train once."""
+    """Both branches of the choice, with each run's coherence set (both below the threshold; None: the
+    slice could not be scored, which counts as the worst): the run kept is the more coherent, every
+    output comes from it, and the warning says the retry did not suffice."""
     from spotscape import pipeline
     from spotscape.datasets import simulate_tissue
     from spotscape.metrics import cluster_scores
@@ -114,18 +114,27 @@ def test_retry_keeps_the_more_coherent_run(tmp_path, monkeypatch, first, again):
     a = simulate_tissue(n_spots=400, n_genes=150, n_domains=4, seed=2)
     out = tmp_path / "o"
     m = pipeline.run([a], ["sim"], str(out), label_key="domain", epochs=10, progress=False)
-    kept_again, r = again > first, m["retried"]
+    kept_again, r = again is not None and again > first, m["retried"]
     kept = r["again" if kept_again else "first"]
     assert r["kept"].startswith("again") == kept_again and m["edge_drop"] == kept["edge_drop"] == (0.0 if kept_again else 0.2)
-    assert m["expression_coherence"] == kept["expression_coherence"] == {"sim": max(first, again)}
+    assert m["expression_coherence"] == kept["expression_coherence"] == {"sim": again if kept_again else first}
     res = ad.read_h5ad(out / "result.h5ad")  # the written domains are the kept run's
     assert m["slices"]["sim"]["ari"] == kept["ari"]["sim"] == cluster_scores(res.obs["domain"], res.obs["spotscape_domain"])["ari"]
     assert res.uns["spotscape"]["train"]["edge_drop"] == kept["edge_drop"]
     assert ("first_run_s" if kept_again else "retry_run_s") in m["seconds"]
     assert ("followed it more, but not enough" if kept_again else "did not make them follow it more") in m["warnings"][0]
+
+
+def test_retry_false_and_published_train_once(tmp_path, monkeypatch):
+    """Through the API, retry=False and the published settings keep the first training and warn."""
+    from spotscape import pipeline
+    from spotscape.datasets import simulate_tissue
+
+    monkeypatch.setattr(pipeline, "COHERENCE_WARN", 2.0)  # every run below it
+    a = simulate_tissue(n_spots=400, n_genes=150, n_domains=4, seed=2)
     for i, options in enumerate(({"retry": False}, {"published": True})):
         m = pipeline.run([a], ["sim"], str(tmp_path / f"once{i}"), n_domains=4, epochs=10, progress=False, **options)
-        assert "retried" not in m and "--edge-drop 0" in m["warnings"][0], options
+        assert "retried" not in m and "first_run_s" not in m["seconds"] and "--edge-drop 0" in m["warnings"][0], options
 
 
 def test_run_without_k_or_labels_and_several_inputs(tmp_path):

@@ -181,11 +181,11 @@ def expression_coherence(x, domains, coords, n_neighbors: int = 7, n_comps: int 
     var = mean_variance_axis(x, 0)[1].astype(np.float64)  # exactly 0 for a constant gene (E[x^2] - mean^2 is not)
     genes = np.flatnonzero(var > 1e-12)
     x = x[:, genes] @ sp.diags((1.0 / np.sqrt(var[genes])).astype(np.float32))  # centred by the PCA
-    n_fit = max(max_spots, 10 * k, n_comps + 1)
-    sub = np.sort(np.random.default_rng(seed).choice(n, n_fit, replace=False)) if n > n_fit else None
     n_pcs = min(n_comps, min(x.shape) - 1)
     if k < 2 or n <= k or n_pcs < 1:
         return float("nan")
+    n_fit = max(max_spots, 10 * k, n_comps + 1)
+    sub = np.sort(np.random.default_rng(seed).choice(n, n_fit, replace=False)) if n > n_fit else None
     pca = PCA(n_pcs, svd_solver="arpack", random_state=seed)
     pcs = (pca.fit_transform(x) if sub is None else pca.fit(x[sub]).transform(x)).astype(np.float64)
     if n_neighbors > 1:

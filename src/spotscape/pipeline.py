@@ -107,6 +107,20 @@ def _ari(joint, label_key, names) -> dict:
     return {name: cluster_scores(truth[slice_ == name], pred[slice_ == name])["ari"] for name in names}
 
 
+def _below(coherence: dict) -> list[str]:
+    """The slices whose domains fail the check (coherence below ``COHERENCE_WARN``)."""
+    return [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+
+
+def _remedy(retried: dict | None, edge_drop: float) -> str:
+    """The warning's sentence on what was tried, or what to try."""
+    if retried:
+        return ("Trained again without dropped edges (edge_drop 0), they followed it more, but not enough. "
+                if retried["kept"] != "first" else
+                "Training again without dropped edges (edge_drop 0) did not make them follow it more. ")
+    return "Try --edge-drop 0 (pipeline.run(edge_drop=0)). " if edge_drop > 0 else ""
+
+
 def _worst(coherence: dict, names) -> float:
     """The lowest coherence over ``names``; a slice that could not be scored (None) counts as the lowest."""
     return min((coherence[n] if coherence[n] is not None else float("-inf") for n in names), default=float("-inf"))
@@ -225,7 +239,7 @@ def run(
         return {}
     coherence, notes, run_s["coherence_s"] = _coherence(model, joint, slices, names, seed)
     retried = None
-    low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+    low = _below(coherence)
     if low and retry and edge_drop is None and not published and not distributed and model.train_config.edge_drop > 0:
         first_run = (model, joint, run_s, coherence, notes)
         (model, joint, run_s, coherence, notes), retried = _train_again(first_run, low, slices, names, settings, label_key)
@@ -233,7 +247,7 @@ def run(
             timings["retry_run_s"] = retried["again"]["seconds"]
         else:
             timings["first_run_s"] = retried["first"]["seconds"]
-        low = [name for name, c in coherence.items() if c is not None and c < COHERENCE_WARN]
+        low = _below(coherence)
     timings.update(run_s)
     z = joint.obsm["X_spotscape"]
     if len(slices) > 1:  # the slices also brought together by mutual nearest neighbours (more mixing, same domains)
@@ -287,12 +301,8 @@ def run(
             f"the domains of {', '.join(low)} explain little of the (spatially smoothed) expression: expression coherence "
             f"{', '.join(f'{coherence[n]:.2f}' for n in low)}, below {COHERENCE_WARN} (0.90-0.95 on the slices where spotscape "
             "was measured to work). They may follow the tissue's position instead of its expression, as on tissues whose "
-            "domains are one or two spots thick. "
-            + ("Trained again without dropped edges (edge_drop 0), they followed it more, but not enough. "
-               if retried and retried["kept"] != "first" else
-               "Training again without dropped edges (edge_drop 0) did not make them follow it more. " if retried else
-               "Try --edge-drop 0 (pipeline.run(edge_drop=0)). " if model.train_config.edge_drop > 0 else "")
-            + "Compare with an expression-only clustering (README, 'Held out'). Very noisy spots also lower it (0.65 on "
+            f"domains are one or two spots thick. {_remedy(retried, model.train_config.edge_drop)}"
+            "Compare with an expression-only clustering (README, 'Held out'). Very noisy spots also lower it (0.65 on "
             "the simulated demo)."])
     if len(slices) > 1:  # how well the slices mix (scIB's metrics; batch ASW and graph connectivity need labels)
         t0 = time.perf_counter()

@@ -217,10 +217,12 @@ def _align(args) -> int:
     ref = 0 if args.reference is None else (names.index(args.reference) if args.reference in names else -999)
     if ref == -999:
         raise SpotscapeInputError(f"--reference {args.reference!r} is not a slice; slices: {', '.join(names)}.")
-    res = tl.align(a, slice_key=args.slice_key, use_rep=args.use_rep, reference=ref, scale=args.scale, seed=args.seed)
+    res = tl.align(a, slice_key=args.slice_key, use_rep=args.use_rep, reference=ref, scale=args.scale,
+                   refine=None if args.refine == "none" else args.refine, seed=args.seed)
     for name, r in res.items():
         print(f"  {name}: angle {r['angle']:.1f} deg, translation ({r['translation'][0]:.1f}, {r['translation'][1]:.1f}), "
-              f"scale {r['scale']:.3f}, {r['n_inliers']}/{r['n_matches']} matches kept ({r['method']})")
+              f"scale {r['scale']:.3f}, {r['n_inliers']}/{r['n_matches']} matches kept ({r['method']}"
+              + (f"; refined onto {r['refined_onto']})" if r.get("refined_onto") else ")"))
     if args.label_key:
         key = args.slice_key
         for s1, s2 in zip(names[:-1], names[1:]):
@@ -343,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--slice-key", default="slice", help="obs column naming the slice (default: slice)")
     t.add_argument("--reference", help="reference slice name (default: the first)")
     t.add_argument("--scale", action="store_true", help="also fit a scale factor")
+    t.add_argument("--refine", choices=["neighbour", "reference", "none"], default="neighbour",
+                   help="finer registration after the first fit: each slice onto the slice next to it in the "
+                        "slices' order, towards the reference (neighbour, default: serial sections), onto the "
+                        "reference itself, or none")
     t.add_argument("--label-key", help="obs column with labels: print label-transfer ARI between consecutive slices")
     t.add_argument("--plot", help="overlay of the aligned slices (.png)")
     t.add_argument("--use-rep", default="X_spotscape")

@@ -1,6 +1,8 @@
-"""Alignment of slices through the representation: mutual nearest neighbours, then a robust rigid fit.
+"""Alignment of slices through the representation: mutual nearest neighbours, then a robust rigid fit,
+then a finer rigid fit of the spots' positions weighted by their similarity (coherent point drift).
 
-Each slice is registered directly onto the reference slice (no chaining, so errors do not add up).
+The first fit registers each slice directly onto the reference (no chaining, so its errors do not add up);
+the refinement starts from it and, by default, registers each serial section onto its neighbour.
 """
 from __future__ import annotations
 
@@ -170,6 +172,61 @@ def _overlay_score(z_src, xy_moved, z_ref, xy_ref, radius):
     return float(sim.max(1).mean())
 
 
+def _cpd_rigid(z, xy, z_ref, xy_ref, r, t, s, spacing, tau, k, iters, sigma_min, outlier, sigma0, trim, seed=0,
+               max_spots=5000):
+    """Rigid coherent point drift (EM soft iterative closest point) of ``xy`` onto ``xy_ref`` from ``(r, t, s)``;
+    at most ``max_spots`` spots of ``xy`` (drawn with ``seed``) take part: three parameters need no more."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(xy) > max_spots:
+        keep = np.sort(np.random.default_rng(seed).choice(len(xy), max_spots, replace=False))
+        z, xy = z[keep], xy[keep]
+    a, b = _unit(z), _unit(z_ref)
+    tree = NearestNeighbors(n_neighbors=min(k, len(xy_ref))).fit(xy_ref)
+    sig2, floor = (sigma0 * spacing) ** 2, (sigma_min * spacing) ** 2
+    for _ in range(iters):
+        now = _apply(xy, r, t, s)
+        d, idx = tree.kneighbors(now)
+        cos = (a[:, None, :] * b[idx]).sum(-1)
+        w = np.exp(-d**2 / (2 * sig2) + (cos - 1) / tau)
+        p = w / (w.sum(1, keepdims=True) + outlier * 2 * np.pi * sig2 / spacing**2)  # sum ~ 1 inside the tissue
+        p *= d[:, :1] < trim * np.sqrt(sig2)  # spots off the other slice take no part
+        wi = p.sum(1)
+        if wi.sum() < 1e-9:
+            break
+        tgt = (p[..., None] * xy_ref[idx]).sum(1) / np.maximum(wi, 1e-12)[:, None]
+        ww = wi / wi.sum()
+        mu_s, mu_d = ww @ xy, ww @ tgt
+        u, _, vt = np.linalg.svd((ww[:, None] * (tgt - mu_d)).T @ (xy - mu_s))
+        r = u @ np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0]) @ vt
+        t = mu_d - s * r @ mu_s
+        step = np.abs(_apply(xy, r, t, s) - now).max()
+        sig2 = max(min(float((p * d**2).sum() / p.sum()) / 2, sig2), floor)
+        if step < 1e-3 * spacing and sig2 <= floor * 1.0001:
+            break
+    return r, t
+
+
+def _refine(z, xy, z_ref, xy_ref, r, t, s, spacing, tau=2.0, k=16, iters=200, sigma_min=0.5, outlier=0.1,
+            sigma0=2.0, trim=2.0, seed=0):
+    """Finer registration of one slice onto ``xy_ref``, from the first fit ``(r, t, s)`` (scale kept).
+
+    A rigid coherent point drift (Myronenko & Song 2010; an EM form of iterative closest point): each spot
+    is drawn to its ``k`` nearest spots of the other slice, weighted by a Gaussian of their distance
+    times ``exp(cosine similarity / tau)`` in the representation, against a uniform outlier term; sigma
+    starts at ``sigma0`` spacings and follows the residuals down to ``sigma_min`` (below about half a
+    spacing two grids of spots lock onto each other); spots farther than ``trim`` sigma from the other
+    slice take no part. It runs from the slice that the other covers more (so that spots without a
+    counterpart do not pull it), and the map is inverted when that is the reference."""
+    moved = _apply(xy, r, t, s)
+    cover = lambda q, ref: float(np.mean(_knn(ref, q, 1, return_distance=True)[0][:, 0] < 1.5 * spacing))
+    args = (spacing, tau, k, iters, sigma_min, outlier, sigma0, trim, seed)
+    if cover(moved, xy_ref) >= cover(xy_ref, moved):
+        return _cpd_rigid(z, xy, z_ref, xy_ref, r, t, s, *args)
+    r2, t2 = _cpd_rigid(z_ref, xy_ref, z, moved, np.eye(2), np.zeros(2), 1.0, *args)  # r2 @ xy_ref + t2 ~ moved
+    return r2.T @ r, r2.T @ (t - t2)
+
+
 def _check_rep(a, use_rep, name):
     if use_rep not in a.obsm:
         raise SpotscapeInputError(f"{name} has no obsm[{use_rep!r}]: run Spotscape(...).fit() and .embed() first.")
@@ -178,16 +235,20 @@ def _check_rep(a, use_rep, name):
 
 def align(adatas, use_rep: str = "X_spotscape", reference: int = 0, spatial_key: str = "spatial",
           key_added: str = "spatial_aligned", scale: bool = False, k: int = 5, slice_key: str | None = None,
-          global_search: bool = True, seed: int = 0) -> dict:
+          global_search: bool = True, refine: str | None = "neighbour", seed: int = 0) -> dict:
     """Register every slice rigidly onto slice ``reference`` through the representation.
 
     Each slice is fitted directly onto the reference (no chaining): mutual nearest neighbours in
     ``obsm[use_rep]`` (cosine, ``k``) and RANSAC (``robust_rigid_transform``). With ``global_search``
     a match-free candidate is also tried (rotation grid and FFT cross-correlation of the representation
     fields; it rescues slices whose spot matches are mostly wrong), and the candidate whose overlay puts
-    more similar spots on top of each other is kept. Writes ``obsm[key_added]`` (the reference keeps its
-    coordinates) and returns, per slice name, angle (degrees), translation, scale, n_matches, n_inliers,
-    method; the same dict goes to ``uns['spotscape']['align']``.
+    more similar spots on top of each other is kept. ``refine`` then registers each slice finer (a soft
+    iterative-closest-point fit on the spots' positions, weighted by their similarity in the representation,
+    ``_refine``): ``"neighbour"`` (default; for serial sections) onto the already refined slice next to it
+    in the given order, towards the reference; ``"reference"`` onto the reference itself; ``None`` keeps
+    the first fit. Writes ``obsm[key_added]`` (the reference keeps its coordinates) and returns, per slice
+    name, angle (degrees), translation, scale, n_matches, n_inliers, method, refined_onto; the same dict
+    goes to ``uns['spotscape']['align']``.
     ``adatas``: a list of AnnData, or one AnnData with ``slice_key``.
     """
     from ..core import split_slices
@@ -199,6 +260,8 @@ def align(adatas, use_rep: str = "X_spotscape", reference: int = 0, spatial_key:
     if not -len(slices) <= reference < len(slices):
         raise SpotscapeInputError(f"reference={reference} is out of range for {len(slices)} slices; use 0..{len(slices) - 1}.")
     reference %= len(slices)
+    if refine not in ("neighbour", "reference", None):
+        raise SpotscapeInputError(f"refine={refine!r}: use 'neighbour' (serial sections), 'reference' or None.")
     zs = [_check_rep(a, use_rep, f"slice {n!r}") for a, n in zip(slices, names)]
     if len({z.shape[1] for z in zs}) > 1:
         raise SpotscapeInputError(f"obsm[{use_rep!r}] widths differ across slices ({[z.shape[1] for z in zs]}): "
@@ -209,7 +272,7 @@ def align(adatas, use_rep: str = "X_spotscape", reference: int = 0, spatial_key:
     xys = [np.asarray(a.obsm[spatial_key], dtype=np.float64) for a in slices]
     z_ref, xy_ref = zs[reference], xys[reference]
     spacing = spot_spacing(xy_ref)
-    out, aligned = {}, []
+    out, fits = {}, []
     for i, (z, xy) in enumerate(zip(zs, xys)):
         if i == reference:
             r, t, s, n_m, n_in, how = np.eye(2), np.zeros(2), 1.0, len(xy), len(xy), "reference"
@@ -224,9 +287,18 @@ def align(adatas, use_rep: str = "X_spotscape", reference: int = 0, spatial_key:
                 if _overlay_score(z, _apply(xy, r2, t2, s), z_ref, xy_ref, 1.5 * spacing) > best:
                     r, t, how = r2, t2, "field"
                     n_in = int((np.linalg.norm(_apply(xy[pairs[:, 0]], r, t, s) - xy_ref[pairs[:, 1]], axis=1) < 2 * spacing).sum())
-        aligned.append(_apply(xy, r, t, s))
-        out[names[i]] = dict(angle=float(np.degrees(np.arctan2(r[1, 0], r[0, 0]))), translation=[float(v) for v in t],
-                             scale=float(s), n_matches=int(n_m), n_inliers=int(n_in), method=how)
+        fits.append([r, t, s, n_m, n_in, how, None])
+    if refine is not None:  # outwards from the reference, so that a slice's neighbour is refined before it
+        for i in list(range(reference + 1, len(slices))) + list(range(reference - 1, -1, -1)):
+            j = reference if refine == "reference" else (i - 1 if i > reference else i + 1)
+            r, t, s = fits[i][:3]
+            xy_j = _apply(xys[j], *fits[j][:3])
+            fits[i][:2] = _refine(zs[i], xys[i], zs[j], xy_j, r, t, s, spot_spacing(xy_j), seed=seed)
+            fits[i][6] = names[j]
+    aligned = [_apply(xy, *f[:3]) for xy, f in zip(xys, fits)]
+    for name, (r, t, s, n_m, n_in, how, onto) in zip(names, fits):
+        out[name] = dict(angle=float(np.degrees(np.arctan2(r[1, 0], r[0, 0]))), translation=[float(v) for v in t],
+                         scale=float(s), n_matches=int(n_m), n_inliers=int(n_in), method=how, refined_onto=onto)
     if positions is None:
         for a, xy in zip(slices, aligned):
             a.obsm[key_added] = xy

@@ -132,6 +132,11 @@ def test_bad_inputs_raise_before_work(split_slice):
     neg.X = neg.X.toarray() - 1.0
     with pytest.raises(SpotscapeInputError, match="negative"):
         condition_de(neg, "condition", "layer_guess")
+    cpm = a.copy()  # normalised, not logged: once read as log values (log fold changes up to 100)
+    lib = np.asarray(split_slice.X.sum(axis=1)).ravel()
+    cpm.X = sp.csr_matrix(sp.diags(1e6 / lib) @ sp.csr_matrix(a.X, dtype=np.float64))
+    with pytest.raises(SpotscapeInputError, match="normalised but not log-transformed"):
+        condition_de(cpm, "condition", "layer_guess")
     assert "spotscape_de" not in a.uns
 
 

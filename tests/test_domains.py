@@ -54,6 +54,28 @@ def test_bad_method_and_missing_rep(embedded):
         tl.domains(b, n_domains=3)
 
 
+def test_refine_arguments_checked_before_anything_is_written(embedded):
+    for kwargs, match in [(dict(slice_key="nope"), "slice_key 'nope' is not a column"),
+                          (dict(spatial_key="xy"), r"obsm\['xy'\]")]:
+        a = embedded.copy()
+        with pytest.raises(SpotscapeInputError, match=match):
+            tl.domains(a, n_domains=3, refine=True, **kwargs)
+        assert "spotscape_domain" not in a.obs and "spotscape" not in a.uns
+    a = embedded.copy()
+    a.obsm["X_spotscape"][3] = np.nan
+    with pytest.raises(SpotscapeInputError, match="NaN or infinite"):
+        tl.domains(a, n_domains=3)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fewer_domains_than_asked_warns(embedded):
+    a = embedded.copy()
+    a.obsm["X_spotscape"] = np.ones((a.n_obs, 4))
+    with pytest.warns(UserWarning, match="1 domains came out where 3 were asked"):
+        tl.domains(a, n_domains=3)
+    assert a.uns["spotscape"]["n_domains"] == 1
+
+
 def test_refinement_never_votes_across_slices(embedded):
     # two copies of one slice on the same coordinates: with groups, each copy is refined alone
     xy = np.vstack([embedded.obsm["spatial"]] * 2)

@@ -94,6 +94,11 @@ def test_trajectory_recovers_layer_order(masked_run):
         ss.tl.trajectory(a, groups="layer_guess", root="L9")
     with pytest.raises(ss.SpotscapeInputError, match="not a column"):
         ss.tl.trajectory(a, groups="nope")
+    b = masked.copy()
+    for order, match in [(ORDER + ["L9"], r"not groups \['L9'\]"), (ORDER[:-1] + ["L1"], r"missing \['WM'\]; repeated \['L1'\]")]:
+        with pytest.raises(ss.SpotscapeInputError, match=match):
+            ss.tl.trajectory(b, groups="layer_guess", root="L1", order=order)
+        assert "spotscape_pseudotime" not in b.obs and "spotscape_paga" not in b.uns
 
 
 def test_cli_tasks_end_to_end(masked_run, tmp_path):

@@ -175,3 +175,79 @@ def test_slice_without_labels_is_reported_not_scored(good, tmp_path):
     m = pipeline.run([good, b], ["a", "b"], str(tmp_path / "o"), label_key="domain", epochs=2, progress=False)
     assert m["slices"]["b"] == {"n_labelled": 0, "ari": None, "nmi": None, "ca": None}
     assert m["slices"]["a"]["n_labelled"] == good.n_obs
+
+
+@pytest.mark.parametrize("case", ["one spot", "two spots", "few varying genes"])
+def test_degenerate_slice_refused_before_gene_selection(good, tmp_path, capsys, case):
+    """seurat_v3's loess crashed the process (free(): invalid size, or a segfault) on such a slice; now a clear error."""
+    b = good.copy()
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    if case == "few varying genes":
+        x = b.X.toarray()
+        x[:, 10:] = 0
+        b.X = sp.csr_matrix(x)
+    else:
+        b = b[: 1 if case == "one spot" else 2].copy()
+    with pytest.raises(SpotscapeInputError, match="too few for the seurat_v3 selection"):
+        Spotscape([good, b], n_top_genes=100)
+    _cli_fails(tmp_path, capsys, [good, b], "--n-top-genes", "100", match="too few for the seurat_v3 selection")
+
+
+def test_all_zero_expression(good):
+    b = good.copy()
+    b.X = sp.csr_matrix(b.X.shape, dtype=np.float32)
+    with pytest.raises(SpotscapeInputError, match="all zeros"):
+        Spotscape(b)
+
+
+def test_bad_model_settings(good):
+    for kwargs, match in [(dict(n_top_genes=0), "n_top_genes must be an integer > 0"),
+                          (dict(hidden=(0,)), "hidden must be"), (dict(k=-3), r"k \(neighbours per spot\) must be"),
+                          (dict(radius=0.0), "radius must be"), (dict(graph="delaunay"), "graph must be"),
+                          (dict(device="gpu"), "device must be")]:
+        with pytest.raises(SpotscapeInputError, match=match):
+            Spotscape(good, **kwargs)
+    m = Spotscape(good)
+    for kwargs, match in [(dict(lr=float("nan")), "learning rate lr must be"), (dict(lr=-1.0), "learning rate lr must be"),
+                          (dict(weight_decay=-1.0), "weight_decay must be"),
+                          (dict(w_re=0, w_sc=0, w_ss=0, w_pcl=0), "every loss weight is 0")]:
+        with pytest.raises(SpotscapeInputError, match=match):
+            m.fit(epochs=1, progress=False, **kwargs)
+
+
+def test_diverging_training_stops_with_advice(good):
+    from spotscape._validate import SpotscapeTrainingError
+
+    with pytest.raises(SpotscapeTrainingError, match="training diverged.*Lower the learning rate"):
+        Spotscape(good, seed=0).fit(epochs=20, lr=100.0, progress=False)
+
+
+def test_inference_checks_new_data_and_training(good):
+    m = Spotscape(good)
+    with pytest.raises(SpotscapeInputError, match="not been trained"):
+        m.embed()
+    assert "X_spotscape" not in good.obsm and "spotscape" not in good.uns
+    m.fit(epochs=2, progress=False)
+    b = good.copy()
+    b.X = b.X.copy()
+    b.X.data[0] = -1.0
+    with pytest.raises(SpotscapeInputError, match="negative values"):
+        m.embed(b)
+    c = good.copy()
+    del c.obsm["spatial"]
+    with pytest.raises(SpotscapeInputError, match=r"no obsm\['spatial'\]"):
+        m.get_latent_representation(c)
+    assert "X_spotscape" not in b.obsm and "X_spotscape" not in c.obsm
+
+
+def test_load_names_the_problem(good, tmp_path):
+    with pytest.raises(SpotscapeInputError, match="no model file"):
+        Spotscape.load(str(tmp_path / "nope.pt"))
+    good.write_h5ad(tmp_path / "data.h5ad")
+    with pytest.raises(SpotscapeInputError, match="not a model saved by Spotscape.save"):
+        Spotscape.load(str(tmp_path / "data.h5ad"))
+
+
+def test_label_key_slice_is_refused(good, tmp_path, capsys):
+    good.obs["slice"] = good.obs["domain"].astype(str)
+    _cli_fails(tmp_path, capsys, [good], "--label-key", "slice", match="label key 'slice' is the column")

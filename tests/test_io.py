@@ -75,6 +75,26 @@ def test_read_csv_pair(tmp_path, sep, ext):
     assert np.array_equal(c.X.toarray(), a.X.toarray())
 
 
+@pytest.mark.parametrize("name,header", [("tissue_positions.csv", True), ("tissue_positions_list.csv", False)])
+def test_read_csv_with_spaceranger_positions(tmp_path, name, header):
+    """A Space Ranger positions file as the coordinates table: in-tissue spots, full-resolution pixels (x = column);
+    it once gave (in_tissue, array_row) and, without a header, lost its first spot."""
+    a = simulate_tissue(n_spots=50, n_genes=20, seed=1)
+    pd.DataFrame(a.X.toarray(), index=a.obs_names, columns=a.var_names).to_csv(tmp_path / "c.csv")
+    inside = np.arange(a.n_obs) % 7 != 3
+    pos = pd.DataFrame({"in_tissue": inside.astype(int), "array_row": np.arange(a.n_obs), "array_col": np.arange(a.n_obs),
+                        "pxl_row_in_fullres": a.obsm["spatial"][:, 1], "pxl_col_in_fullres": a.obsm["spatial"][:, 0]},
+                       index=pd.Index(a.obs_names, name="barcode"))
+    pos.to_csv(tmp_path / name, header=header)
+    b = io.read_csv(str(tmp_path / "c.csv"), str(tmp_path / name))
+    assert list(b.obs_names) == list(a.obs_names[inside])
+    assert np.allclose(b.obsm["spatial"], a.obsm["spatial"][inside])
+    # a plain x, y table without a header keeps its first spot
+    pd.DataFrame(a.obsm["spatial"], index=a.obs_names).to_csv(tmp_path / "xy.csv", header=False)
+    c = io.read_csv(str(tmp_path / "c.csv"), str(tmp_path / "xy.csv"))
+    assert c.n_obs == a.n_obs and np.allclose(c.obsm["spatial"], a.obsm["spatial"])
+
+
 def test_read_unknown_format(tmp_path):
     p = tmp_path / "x.loom"
     p.write_text("")

@@ -11,6 +11,19 @@ class SpotscapeInputError(ValueError):
     """Raised for input that Spotscape cannot use; the message says how to fix it."""
 
 
+class SpotscapeTrainingError(SpotscapeInputError):
+    """Raised when training diverges (a loss that is not finite); the message says what to change."""
+
+
+def check_positive(name: str, value, integer: bool = False, allow_zero: bool = False) -> None:
+    """A setting that must be a finite number > 0 (>= 0 with ``allow_zero``; an integer with ``integer``)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0) and (not integer or int(value) == value)
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        raise SpotscapeInputError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}.")
+
+
 def _name(adata, i: int | None) -> str:
     return f"slice {i} " if i is not None else ""
 
@@ -60,12 +73,14 @@ def check_expression(adata, counts: bool = True, i: int | None = None) -> None:
     vals = x.data if sp.issparse(x) else np.asarray(x).ravel()
     if vals.size and not np.isfinite(vals).all():
         raise SpotscapeInputError(f"{where}.X contains NaN or infinite values; fix or drop those entries.")
-    if vals.size and vals.min() < 0:
+    if not vals.size or not vals.any():
+        raise SpotscapeInputError(f"{where}.X is all zeros; check how the expression matrix was read (or drop that slice).")
+    if vals.min() < 0:
         raise SpotscapeInputError(
             f"{where}.X contains negative values (min {vals.min():.3g}); Spotscape needs raw counts (or non-negative "
             "normalised values with counts=False). Scaled or centred data (sc.pp.scale) cannot be used."
         )
-    if counts and vals.size:
+    if counts:
         sample = vals[: 1_000_000]
         if not np.allclose(sample, np.round(sample)):
             raise SpotscapeInputError(

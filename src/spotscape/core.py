@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict
@@ -14,7 +15,8 @@ import torch
 
 from ._version import __version__
 from ._sparse import SparseMatrix
-from ._validate import SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names, check_share, check_weight
+from ._validate import (SpotscapeInputError, check_coordinates, check_expression, check_n_domains, check_names, check_positive,
+                        check_share, check_weight)
 from .graph import block_graph, normalized_adjacency, spatial_graph
 from .model import SpotscapeNet
 from .pp import highly_variable_genes, normalize as log_normalize
@@ -58,6 +60,8 @@ def _distributed() -> tuple[int, int]:
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str) or not (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device)):
+        raise SpotscapeInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SpotscapeInputError("device='cuda' was asked for, but torch sees no CUDA GPU; use device='cpu' or 'auto'.")
     return torch.device(device)
@@ -159,6 +163,15 @@ class Spotscape:
             check_coordinates(a, spatial_key, idx)
         check_n_domains(n_domains, sum(a.n_obs for a in self.slices))
         n_domains = None if n_domains is None else int(n_domains)
+        check_positive("n_top_genes", n_top_genes, integer=True)
+        if not hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
+            raise SpotscapeInputError(f"hidden must be a non-empty tuple of layer widths > 0 (default (256, 64)), got {hidden!r}.")
+        if graph not in ("auto", "radius", "knn"):
+            raise SpotscapeInputError(f"graph must be 'auto', 'radius' or 'knn', got {graph!r}.")
+        if k is not None:
+            check_positive("k (neighbours per spot)", k, integer=True)
+        if radius is not None:
+            check_positive("radius", radius)
         if slice_norm not in (None, True, False):
             raise SpotscapeInputError(f"slice_norm must be None, True or False, got {slice_norm!r}.")
         self.params = dict(
@@ -231,9 +244,13 @@ class Spotscape:
         share of the batches and gradients are averaged (DistributedDataParallel)."""
         sched = self.default_schedule()
         if epochs is not None:
+            check_positive("epochs", epochs, integer=True)
             sched["epochs"] = int(epochs)
         if lr is not None:
+            check_positive("the learning rate lr", lr)
             sched["lr"] = float(lr)
+        if "weight_decay" in loss_options:
+            check_positive("weight_decay", loss_options["weight_decay"], allow_zero=True)
         unknown = set(loss_options) - set(TrainConfig.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown training option(s): {sorted(unknown)}")
@@ -241,6 +258,8 @@ class Spotscape:
             check_weight(f"loss weight {name}", loss_options.get(name))
         for name in ("edge_drop", "gene_mask"):
             check_share(name, loss_options.get(name))
+        if all(loss_options.get(n, 1) == 0 for n in ("w_re", "w_sc", "w_ss", "w_pcl")):
+            raise SpotscapeInputError("every loss weight is 0: nothing would be trained; keep at least one of w_re, w_sc, w_ss, w_pcl > 0.")
         if loss_options.get("lr_schedule", "constant") not in LR_SCHEDULES:
             raise SpotscapeInputError(f"lr_schedule must be {' or '.join(map(repr, LR_SCHEDULES))}, got {loss_options['lr_schedule']!r}.")
         n_spots = sum(a.n_obs for a in self.slices)
@@ -277,6 +296,20 @@ class Spotscape:
         return self
 
     # ------------------------------------------------------------------ inference
+    def _new_slices(self, adata) -> tuple:
+        """``split_slices`` of data given for inference, each slice checked as the training data were."""
+        split = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
+        for i, a in enumerate(split[0]):
+            idx = i if len(split[0]) > 1 else None
+            check_expression(a, self.params["counts"], idx)
+            check_coordinates(a, self.params["spatial_key"], idx)
+        return split
+
+    def _check_trained(self) -> None:
+        if self.train_config is None:
+            raise SpotscapeInputError("this model has not been trained: call fit() first (or load a trained model with "
+                                      "Spotscape.load).")
+
     @torch.no_grad()
     def _embed_slices(self, slices, prepared=None) -> np.ndarray:
         """z of the un-augmented graph. Above MINIBATCH_ABOVE spots, tile by tile with each tile's
@@ -319,11 +352,10 @@ class Spotscape:
         Returns (x, x_hat): ``x`` the log-normalised input (CSR, ``self.genes``), ``x_hat`` the
         decoder's reconstruction from the un-augmented embedding, computed ``batch_size`` spots at a
         time (eval mode: no batch statistics involved)."""
-        slices = self.slices if adata is None else split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)[0]
+        self._check_trained()
+        slices = self.slices if adata is None else self._new_slices(adata)[0]
         if not slices:
             raise SpotscapeInputError("this model holds no data: pass adata, or load it with Spotscape.load(path, adata=...).")
-        for i, a in enumerate(slices):
-            check_coordinates(a, self.params["spatial_key"], i if len(slices) > 1 else None)
         prepared = self._prepare(slices)
         x = prepared[0]
         z = torch.from_numpy(self._embed_slices(slices, prepared)).to(self.device)  # sets eval mode
@@ -339,15 +371,13 @@ class Spotscape:
         loss compares spots (they all use cosine similarity of z), so that k-means and nearest
         neighbours see directions only. ``False``: the encoder's raw z, as the published code
         clusters it (README, "Where we differ")."""
+        self._check_trained()
         if adata is None:
             if not self.slices:
                 raise SpotscapeInputError("this model holds no data: pass adata, or load it with Spotscape.load(path, adata=...).")
             z = self._embed_slices(self.slices)
         else:
-            slices, _, _ = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
-            for i, a in enumerate(slices):
-                check_coordinates(a, self.params["spatial_key"], i if len(slices) > 1 else None)
-            z = self._embed_slices(slices)
+            z = self._embed_slices(self._new_slices(adata)[0])
         return unit_rows(z) if normalize else z
 
     def embed(self, adata=None, key_added: str = "X_spotscape", normalize: bool = True) -> np.ndarray:
@@ -414,7 +444,12 @@ class Spotscape:
 
         ``adata``: the data to attach (for ``embed()`` without arguments); it must hold the model's genes.
         """
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not os.path.isfile(path):
+            raise SpotscapeInputError(f"no model file at {path!r}; give the path written by Spotscape.save() (CLI: --save-model).")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # not a torch file at all (e.g. an .h5ad): torch's own message says little
+            payload = None
         if not isinstance(payload, dict) or payload.get("format") != "spotscape-model":
             raise SpotscapeInputError(f"{path!r} is not a model saved by Spotscape.save().")
         cfg = json.loads(payload["config"])
@@ -431,7 +466,7 @@ class Spotscape:
         self._input = adata
         self._prepared = None
         if adata is not None:
-            self.slices, self.slice_names, self._positions = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
+            self.slices, self.slice_names, self._positions = self._new_slices(adata)
         else:
             self.slices, self._positions = [], None
         return self

@@ -108,8 +108,36 @@ def _sep(path: str) -> str:
     return "\t" if p.endswith((".tsv", ".txt", ".tab")) else ","
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_coords(path: str) -> pd.DataFrame:
+    """A coordinates table indexed by spot name. A header-less table (its first line all numbers after the
+    name) keeps its first row; a Space Ranger positions file (``tissue_positions.csv`` with its header, or the
+    header-less ``tissue_positions_list.csv``) gives its in-tissue spots' full-resolution pixels (x = column)."""
+    first = pd.read_csv(path, sep=_sep(path), header=None, nrows=1, dtype=str).iloc[0].tolist()
+    headerless = len(first) > 1 and all(_is_number(str(v)) for v in first[1:])  # the first line is a data row
+    pos = pd.read_csv(path, sep=_sep(path), index_col=0, header=None if headerless else "infer")
+    pos.index = pos.index.astype(str)
+    positions = list(pos.columns) == POSITION_COLUMNS[1:]
+    if not positions and pos.shape[1] == 5 and all(pd.api.types.is_numeric_dtype(pos[c]) for c in pos.columns):
+        positions = bool(pos.iloc[:, 0].isin([0, 1]).all()) and "tissue_positions" in os.path.basename(path)
+        if positions:
+            pos.columns = POSITION_COLUMNS[1:]
+    if positions:
+        pos = pos[pos["in_tissue"] == 1]
+        return pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].rename(columns={"pxl_col_in_fullres": "x", "pxl_row_in_fullres": "y"})
+    return pos
+
+
 def read_csv(counts: str, coords: str, transpose: bool = False, x_col: str | None = None, y_col: str | None = None) -> ad.AnnData:
-    """Counts table + coordinates table. Coordinates: the first two numeric columns, or ``x_col``/``y_col``."""
+    """Counts table + coordinates table. Coordinates: the first two numeric columns, or ``x_col``/``y_col``;
+    a Space Ranger positions file as the coordinates table gives its in-tissue spots' pixels (``_read_coords``)."""
     _need(counts, "counts table")
     _need(coords, "coordinates table")
     df = pd.read_csv(counts, sep=_sep(counts), index_col=0)
@@ -123,8 +151,7 @@ def read_csv(counts: str, coords: str, transpose: bool = False, x_col: str | Non
             f"counts table {counts!r} has non-numeric columns (e.g. {non_numeric[:3]}); it must be spots x genes with "
             "the spot names in the first column (use transpose=True / --transpose for genes x spots)."
         )
-    pos = pd.read_csv(coords, sep=_sep(coords), index_col=0)
-    pos.index = pos.index.astype(str)
+    pos = _read_coords(coords)
     if x_col and y_col:
         xy = pos[[x_col, y_col]]
     else:
@@ -134,7 +161,9 @@ def read_csv(counts: str, coords: str, transpose: bool = False, x_col: str | Non
         xy = pos[num[:2]]
     shared = df.index[df.index.isin(xy.index)]
     if len(shared) == 0:
-        raise SpotscapeInputError(f"no spot name of {counts!r} is in {coords!r}; the first column of both must be the spot names.")
+        hint = (" The counts table's first column holds gene-like names: if it is genes x spots, pass transpose=True "
+                "(CLI --transpose).") if not transpose and df.columns.isin(xy.index).any() else ""
+        raise SpotscapeInputError(f"no spot name of {counts!r} is in {coords!r}; the first column of both must be the spot names.{hint}")
     adata = ad.AnnData(sp.csr_matrix(df.loc[shared].to_numpy(dtype=np.float32)))
     adata.obs_names = shared
     adata.var_names = df.columns

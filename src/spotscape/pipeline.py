@@ -203,11 +203,16 @@ def run(
     timings = dict(timings or {})
     check_writable(out)
     check_label_key(slices, label_key)
+    if label_key == "slice":
+        raise SpotscapeInputError("label key 'slice' is the column the run writes each spot's slice name to; rename the "
+                                  "labels first, e.g. adata.obs = adata.obs.rename(columns={'slice': 'region'}).")
     n_spots = sum(a.n_obs for a in slices)
     k_source = "given" if n_domains is not None else ("labels" if label_key else "estimated")
     if label_key and n_domains is None:
         n_domains = n_true_domains(slices, label_key)
     check_n_domains(n_domains, n_spots)
+    if n_domains is None and n_spots < 10:  # estimate_n_domains' minimum, checked before training
+        raise SpotscapeInputError(f"too few spots ({n_spots}) to estimate the number of domains; pass n_domains (CLI --n-domains).")
     if epochs is not None and epochs < 1:
         raise SpotscapeInputError(f"epochs must be >= 1 (got {epochs}).")
     if lr is not None and not lr > 0:

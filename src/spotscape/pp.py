@@ -38,6 +38,8 @@ def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, cou
     genes = common_genes(adatas)
     if len(genes) <= n_top_genes:
         return list(genes)
+    if counts:
+        _check_loess_input(adatas, genes, n_top_genes)
     joint = ad.concat([a[:, genes] for a in adatas], label="_slice", index_unique="-")
     joint.var_names = genes
     batch = "_slice" if len(adatas) > 1 else None
@@ -51,6 +53,24 @@ def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, cou
             df = sc.pp.highly_variable_genes(joint, n_top_genes=n_top_genes, flavor="seurat", batch_key=batch, inplace=False)
     df.index = genes
     return list(genes[df["highly_variable"].to_numpy()])
+
+
+def _check_loess_input(adatas, genes, n_top_genes: int, min_genes: int = 50) -> None:
+    """seurat_v3 fits a loess of each slice's gene variances on their means; on a slice of fewer than 3
+    spots, or with fewer than about 20 genes that vary, that fit fails or crashes the process (skmisc),
+    so such a slice is refused here, with the way out."""
+    for i, a in enumerate(adatas):
+        where = f"slice {i} " if len(adatas) > 1 else "the input "
+        x = a[:, genes].X
+        x = sp.csr_matrix(x) if sp.issparse(x) else sp.csr_matrix(np.asarray(x))
+        mean = np.asarray(x.mean(axis=0)).ravel()
+        varying = int((np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2 > 1e-12).sum())
+        if a.n_obs < 3 or varying < min_genes:
+            raise SpotscapeInputError(
+                f"{where}has {a.n_obs} spots and {varying} of its {len(genes)} genes vary across them: too few for the "
+                f"seurat_v3 selection of {n_top_genes} genes. {'Drop that slice' if len(adatas) > 1 else 'Check the input'} (too "
+                f"few spots or varying genes to train on), or keep all genes with n_top_genes >= {len(genes)} (CLI --n-top-genes)."
+            )
 
 
 def normalize(adata: ad.AnnData, genes: list[str], counts: bool = True, target_sum: float = 1e4) -> sp.csr_matrix:

@@ -19,6 +19,7 @@ from . import losses
 from ._cluster import estimate_n_domains
 from ._kmeans import kmeans
 from ._sparse import SparseMatrix
+from ._validate import SpotscapeTrainingError
 from .batching import TileBatches
 from .graph import drop_edges, edge_list
 from .model import SpotscapeNet
@@ -197,6 +198,14 @@ class Trainer:
         bar = tqdm(range(c.epochs), desc="spotscape", disable=not progress or self.rank > 0, leave=False)
         for epoch in bar:
             rec = self.epoch(epoch)
+            first = self.history[0]["loss"] if self.history else rec["loss"]
+            if not math.isfinite(rec["loss"]) or rec["loss"] > 1e3 * max(first, 1e-3):
+                bar.close()
+                raise SpotscapeTrainingError(
+                    f"training diverged: the loss became {rec['loss']:.4g} at epoch {epoch + 1} (learning rate {c.lr:g}; "
+                    f"{first:.4g} at the first). "
+                    "Lower the learning rate (the defaults: 1e-3 for one slice, 2e-3 for several), and check that X holds "
+                    "raw counts (or normalised, log-transformed values with counts=False).")
             self.history.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             if c.patience:

@@ -71,12 +71,21 @@ def domains(
     if method not in METHODS:
         raise SpotscapeInputError(f"unknown domain method {method!r}; available: {', '.join(METHODS)}.")
     z = np.asarray(adata.obsm[use_rep], dtype=np.float64)
-    info = adata.uns.setdefault("spotscape", {})
+    if not np.isfinite(z).all():
+        raise SpotscapeInputError(f"obsm[{use_rep!r}] has NaN or infinite values in {int((~np.isfinite(z).all(1)).sum())} spots; "
+                                  "embed again (a model whose training diverged gives such values).")
+    check_n_domains(n_domains, adata.n_obs)
+    if refine:  # checked before anything is written into adata
+        if spatial_key not in adata.obsm:
+            raise SpotscapeInputError(f"refine=True needs the coordinates in obsm[{spatial_key!r}]; store them there or leave refine off.")
+        if slice_key is not None and slice_key not in adata.obs:
+            raise SpotscapeInputError(f"slice_key {slice_key!r} is not a column of obs; give the column naming each spot's slice.")
+    info = dict(adata.uns.get("spotscape", {}))
     if n_domains is None and method != "leiden":
         n_domains, evidence = estimate_n_domains(z, seed=seed)
         info["n_domains_estimated"] = int(n_domains)
         info["n_domains_evidence"] = evidence
-    check_n_domains(n_domains, adata.n_obs)
+        check_n_domains(n_domains, adata.n_obs)
     from sklearn.cluster import KMeans  # sklearn here and below: 1-1.5 s of import that training never needs
     from sklearn.mixture import GaussianMixture
 
@@ -88,13 +97,21 @@ def domains(
         labels, info["leiden_resolution"] = _leiden(z, n_domains, seed)
     labels = _relabel(labels)
     k = int(labels.max()) + 1
-    adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
+    if n_domains is not None and k != int(n_domains):
+        import warnings
+
+        warnings.warn(f"{k} domains came out where {int(n_domains)} were asked for ({method}): the embedding does not "
+                      f"separate that many groups (uns['spotscape']['n_domains'] holds {k}).", stacklevel=2)
     info["n_domains"] = k
     info["domain_method"] = method
+    refined = None
     if refine:
         groups = adata.obs[slice_key].to_numpy() if slice_key else None
         refined = refine_labels(labels, np.asarray(adata.obsm[spatial_key]), groups)
+    adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
+    if refined is not None:
         adata.obs[key_added + "_refined"] = pd.Categorical(refined.astype(str), categories=[str(i) for i in range(k)])
+    adata.uns["spotscape"] = info
     return labels
 
 

@@ -50,11 +50,19 @@ def trajectory(
     if root not in cats:
         raise SpotscapeInputError(f"root {root!r} is not a group of obs[{groups!r}]; groups: {', '.join(cats)}.")
     if order is not None:
-        missing = set(cats) - {str(o) for o in order}
-        if missing:
-            raise SpotscapeInputError(f"order misses groups {sorted(missing)}; list every group of obs[{groups!r}].")
+        given = [str(o) for o in order]
+        missing, extra = set(cats) - set(given), set(given) - set(cats)
+        dup = sorted({o for o in given if given.count(o) > 1})
+        if missing or extra or dup:
+            raise SpotscapeInputError(
+                f"order must list every group of obs[{groups!r}] once ({', '.join(cats)}); "
+                + "; ".join(m for m in (f"missing {sorted(missing)}" if missing else "", f"not groups {sorted(extra)}" if extra else "",
+                                        f"repeated {dup}" if dup else "") if m) + ".")
+    z = np.asarray(adata.obsm[use_rep])[ok]
+    if not np.isfinite(z).all():
+        raise SpotscapeInputError(f"obsm[{use_rep!r}] has NaN or infinite values; embed again.")
     sub = ad.AnnData(np.zeros((int(ok.sum()), 1), dtype=np.float32))
-    sub.obsm["rep"] = np.asarray(adata.obsm[use_rep])[ok]
+    sub.obsm["rep"] = z
     cat_order = [str(o) for o in order] if order is not None else cats
     sub.obs["g"] = pd.Categorical(g[ok].astype(str).to_numpy(), categories=cat_order)
     with warnings.catch_warnings():
@@ -69,6 +77,10 @@ def trajectory(
         sc.tl.dpt(sub)
     pt = np.full(adata.n_obs, np.nan)
     pt[ok] = sub.obs["dpt_pseudotime"].to_numpy()
+    unreached = int(np.isinf(pt).sum())
+    if unreached:
+        warnings.warn(f"{unreached} spots are not connected to the root in the {n_neighbors}-neighbour graph: their "
+                      "pseudotime is inf (raise n_neighbors to connect them).", stacklevel=2)
     adata.obs[key_added] = pt
     conn = sub.uns["paga"]["connectivities"].toarray()
     info = {

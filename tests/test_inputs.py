@@ -251,3 +251,24 @@ def test_load_names_the_problem(good, tmp_path):
 def test_label_key_slice_is_refused(good, tmp_path, capsys):
     good.obs["slice"] = good.obs["domain"].astype(str)
     _cli_fails(tmp_path, capsys, [good], "--label-key", "slice", match="label key 'slice' is the column")
+
+
+def test_coordinates_that_give_no_graph(good):
+    same = good.copy()
+    same.obsm["spatial"] = np.ones((same.n_obs, 2))
+    with pytest.raises(SpotscapeInputError, match="every spot at the same position"):
+        Spotscape(same)
+    with pytest.raises(SpotscapeInputError, match="spatial graph has no edges"):
+        Spotscape(good, graph="radius", radius=1e-6).fit(epochs=1, progress=False)
+
+
+def test_saved_model_readable_like_other_files(good, tmp_path):
+    m = Spotscape(good).fit(epochs=1, progress=False)
+    m.save(str(tmp_path / "m.pt"))
+    (tmp_path / "other").write_text("x")
+    assert (os.stat(tmp_path / "m.pt").st_mode & 0o777) == (os.stat(tmp_path / "other").st_mode & 0o777)
+
+
+def test_label_column_without_two_labels(good, tmp_path, capsys):
+    good.obs["region"] = "only"
+    _cli_fails(tmp_path, capsys, [good], "--label-key", "region", match="holds 1 distinct label")

@@ -49,6 +49,9 @@ def check_coordinates(adata, spatial_key: str = "spatial", i: int | None = None)
             f"{where}obsm[{spatial_key!r}] has {int(bad.sum())} spots with missing, NaN or infinite coordinates "
             f"(first: {adata.obs_names[np.argmax(bad)]!r}); drop those spots, e.g. adata = adata[np.isfinite(adata.obsm[{spatial_key!r}]).all(1)].copy()."
         )
+    if len(c) > 1 and not np.ptp(c, axis=0).any():
+        raise SpotscapeInputError(f"{where}obsm[{spatial_key!r}] puts every spot at the same position; store each spot's own "
+                                  "coordinates there (a spatial graph needs them).")
 
 
 def check_names(adata, i: int | None = None) -> None:

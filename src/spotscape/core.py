@@ -272,6 +272,10 @@ class Spotscape:
             raise SpotscapeInputError("epochs must be >= 1.")
         t0 = time.perf_counter()
         x, adj, rows = self._prepare(self.slices)
+        if adj.nnz == 0 and n_spots > 1:
+            raise SpotscapeInputError(f"the spatial graph has no edges (graph={self.params['graph']!r}, radius={self.params['radius']}): "
+                                      "no spot has a neighbour; give a radius of at least the spot spacing in the units of "
+                                      "obsm['spatial'], or use graph='knn'.")
         if batch_size == "auto":
             batch_size = MINIBATCH_SIZE if (world > 1 or not full_batch_fits(n_spots, x.nnz, self.device)) else None
         if batch_size is not None and epochs is None:
@@ -433,6 +437,9 @@ class Spotscape:
         os.close(fd)
         try:
             torch.save(payload, tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would keep the model from the user's group
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -210,6 +210,9 @@ def run(
     k_source = "given" if n_domains is not None else ("labels" if label_key else "estimated")
     if label_key and n_domains is None:
         n_domains = n_true_domains(slices, label_key)
+        if n_domains < 2:
+            raise SpotscapeInputError(f"obs[{label_key!r}] holds {n_domains} distinct label(s) on labelled spots, so it cannot set "
+                                      "the number of domains; give n_domains (CLI --n-domains), or another label column.")
     check_n_domains(n_domains, n_spots)
     if n_domains is None and n_spots < 10:  # estimate_n_domains' minimum, checked before training
         raise SpotscapeInputError(f"too few spots ({n_spots}) to estimate the number of domains; pass n_domains (CLI --n-domains).")

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -272,3 +273,16 @@ def test_saved_model_readable_like_other_files(good, tmp_path):
 def test_label_column_without_two_labels(good, tmp_path, capsys):
     good.obs["region"] = "only"
     _cli_fails(tmp_path, capsys, [good], "--label-key", "region", match="holds 1 distinct label")
+
+
+def test_obs_column_of_mixed_types_is_written(good, tmp_path):
+    """h5py cannot write an object column that mixes ints and strings: pipeline.run trained, then failed to write."""
+    import anndata as ad
+
+    from spotscape import pipeline
+
+    good.obs["note"] = pd.Series([1 if i % 2 else "a" for i in range(good.n_obs)], index=good.obs_names, dtype=object)
+    out = tmp_path / "out"
+    pipeline.run([good], ["s"], str(out), n_domains=4, epochs=2, progress=False)
+    r = ad.read_h5ad(out / "result.h5ad")
+    assert list(r.obs["note"][:2]) == ["a", "1"] and list(good.obs["note"][:2]) == ["a", 1]

@@ -71,6 +71,10 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     seconds["embed_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same")
+    for col in joint.obs.columns:  # h5py cannot write a column that mixes types (e.g. ints and strings): as text
+        v = joint.obs[col]
+        if v.dtype == object and len({type(x) for x in v.dropna()}) > 1:
+            joint.obs[col] = v.map(lambda x: x if pd.isna(x) else str(x))
     if not joint.obs_names.is_unique:
         joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
     joint.obsm["X_spotscape"] = z

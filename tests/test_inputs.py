@@ -286,3 +286,12 @@ def test_obs_column_of_mixed_types_is_written(good, tmp_path):
     pipeline.run([good], ["s"], str(out), n_domains=4, epochs=2, progress=False)
     r = ad.read_h5ad(out / "result.h5ad")
     assert list(r.obs["note"][:2]) == ["a", "1"] and list(good.obs["note"][:2]) == ["a", 1]
+
+
+def test_counts_said_normalised_and_few_shared_genes_warn(good):
+    with pytest.warns(UserWarning, match="whole numbers up to .* although counts=False"):
+        Spotscape(good, counts=False)
+    b = good.copy()
+    b.var_names = [g if i < 5 else f"other{i}" for i, g in enumerate(b.var_names)]
+    with pytest.warns(UserWarning, match="only 5 genes are common to the slices"):
+        Spotscape([good, b])

@@ -83,6 +83,14 @@ def check_expression(adata, counts: bool = True, i: int | None = None) -> None:
             f"{where}.X contains negative values (min {vals.min():.3g}); Spotscape needs raw counts (or non-negative "
             "normalised values with counts=False). Scaled or centred data (sc.pp.scale) cannot be used."
         )
+    if not counts:
+        sample = vals[: 1_000_000]
+        if sample.max() > 20 and np.allclose(sample, np.round(sample)):
+            import warnings
+
+            warnings.warn(f"{where}.X holds whole numbers up to {sample.max():.0f} although counts=False (CLI --normalized) "
+                          "says it is normalised: if these are raw counts, leave counts=True so that they are normalised and "
+                          "log-transformed.", stacklevel=3)
     if counts:
         sample = vals[: 1_000_000]
         if not np.allclose(sample, np.round(sample)):

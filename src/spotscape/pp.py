@@ -36,6 +36,9 @@ def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, cou
     seurat flavour on log values. Fewer genes than asked: all of them.
     """
     genes = common_genes(adatas)
+    if len(genes) < 20:
+        warnings.warn(f"only {len(genes)} genes are {'common to the slices' if len(adatas) > 1 else 'in the input'}: "
+                      "too few for a representation of the expression; check the gene identifiers.", stacklevel=3)
     if len(genes) <= n_top_genes:
         return list(genes)
     if counts:

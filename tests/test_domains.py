@@ -71,7 +71,7 @@ def test_refine_arguments_checked_before_anything_is_written(embedded):
 def test_fewer_domains_than_asked_warns(embedded):
     a = embedded.copy()
     a.obsm["X_spotscape"] = np.ones((a.n_obs, 4))
-    with pytest.warns(UserWarning, match="1 domains came out where 3 were asked"):
+    with pytest.warns(UserWarning, match=r"1 domain\(s\) came out where 3 were asked"):
         tl.domains(a, n_domains=3)
     assert a.uns["spotscape"]["n_domains"] == 1
 

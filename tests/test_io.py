@@ -89,10 +89,14 @@ def test_read_csv_with_spaceranger_positions(tmp_path, name, header):
     b = io.read_csv(str(tmp_path / "c.csv"), str(tmp_path / name))
     assert list(b.obs_names) == list(a.obs_names[inside])
     assert np.allclose(b.obsm["spatial"], a.obsm["spatial"][inside])
-    # a plain x, y table without a header keeps its first spot
-    pd.DataFrame(a.obsm["spatial"], index=a.obs_names).to_csv(tmp_path / "xy.csv", header=False)
-    c = io.read_csv(str(tmp_path / "c.csv"), str(tmp_path / "xy.csv"))
-    assert c.n_obs == a.n_obs and np.allclose(c.obsm["spatial"], a.obsm["spatial"])
+    if header:  # the positions file's own columns, named: taken as they are (every spot)
+        d = io.read_csv(str(tmp_path / "c.csv"), str(tmp_path / name), x_col="pxl_col_in_fullres", y_col="pxl_row_in_fullres")
+        assert d.n_obs == a.n_obs and np.allclose(d.obsm["spatial"], a.obsm["spatial"])
+    # a plain x, y table without a header keeps its first spot; pandas' own header (",0,1") stays a header
+    for hdr in (False, True):
+        pd.DataFrame(a.obsm["spatial"], index=a.obs_names).to_csv(tmp_path / "xy.csv", header=hdr)
+        c = io.read_csv(str(tmp_path / "c.csv"), str(tmp_path / "xy.csv"))
+        assert c.n_obs == a.n_obs and np.allclose(c.obsm["spatial"], a.obsm["spatial"]) and list(c.obs_names) == list(a.obs_names)
 
 
 def test_read_unknown_format(tmp_path):

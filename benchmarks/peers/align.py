@@ -56,7 +56,7 @@ def errors(aligned, truth, sl, slices, unit):
 
 
 def run_spotscape(a, key, seed):
-    """Both spotscape rows from one training: {tool: (aligned coordinates, seconds incl. the training)}."""
+    """The three spotscape rows from one training: {tool: (aligned coordinates, seconds incl. the training)}."""
     import spotscape
 
     t0 = time.perf_counter()

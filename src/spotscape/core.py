@@ -57,11 +57,17 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+_UMASK = os.umask(0o022)  # read once at import (setting it back at once): the mode saved models get
+os.umask(_UMASK)
+
+
 def resolve_device(device: str = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        device = str(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or not (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device)):
-        raise SpotscapeInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
+    if not isinstance(device, str) or not (device in ("cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", device)):
+        raise SpotscapeInputError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}.")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SpotscapeInputError("device='cuda' was asked for, but torch sees no CUDA GPU; use device='cpu' or 'auto'.")
     return torch.device(device)
@@ -164,7 +170,7 @@ class Spotscape:
         check_n_domains(n_domains, sum(a.n_obs for a in self.slices))
         n_domains = None if n_domains is None else int(n_domains)
         check_positive("n_top_genes", n_top_genes, integer=True)
-        if not hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
+        if hidden is None or len(hidden) == 0 or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
             raise SpotscapeInputError(f"hidden must be a non-empty tuple of layer widths > 0 (default (256, 64)), got {hidden!r}.")
         if graph not in ("auto", "radius", "knn"):
             raise SpotscapeInputError(f"graph must be 'auto', 'radius' or 'knn', got {graph!r}.")
@@ -258,8 +264,10 @@ class Spotscape:
             check_weight(f"loss weight {name}", loss_options.get(name))
         for name in ("edge_drop", "gene_mask"):
             check_share(name, loss_options.get(name))
-        if all(loss_options.get(n, 1) == 0 for n in ("w_re", "w_sc", "w_ss", "w_pcl")):
-            raise SpotscapeInputError("every loss weight is 0: nothing would be trained; keep at least one of w_re, w_sc, w_ss, w_pcl > 0.")
+        active = ("w_re", "w_sc", "w_ss", "w_pcl") if len(self.slices) > 1 else ("w_re", "w_sc")  # w_ss, w_pcl: several slices
+        if all(loss_options.get(n, 1) == 0 for n in active):
+            raise SpotscapeInputError(f"every loss weight that applies here is 0 ({', '.join(active)}): nothing would be trained; "
+                                      "keep at least one > 0.")
         if loss_options.get("lr_schedule", "constant") not in LR_SCHEDULES:
             raise SpotscapeInputError(f"lr_schedule must be {' or '.join(map(repr, LR_SCHEDULES))}, got {loss_options['lr_schedule']!r}.")
         n_spots = sum(a.n_obs for a in self.slices)
@@ -294,9 +302,9 @@ class Spotscape:
         self.timings["graph_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         trainer = Trainer(self.net, config=cfg, seed=self.params["seed"], device=self.device, **trainer_args)
+        self.train_config = cfg
         self.history = trainer.fit(progress=progress)
         self.timings["train_s"] = time.perf_counter() - t0
-        self.train_config = cfg
         return self
 
     # ------------------------------------------------------------------ inference
@@ -310,9 +318,13 @@ class Spotscape:
         return split
 
     def _check_trained(self) -> None:
+        """Warn when the weights are the random initial ones (a user's call before fit(); the benchmarks that score the
+        untrained encoder or embed during training call get_latent_representation, which does not warn)."""
         if self.train_config is None:
-            raise SpotscapeInputError("this model has not been trained: call fit() first (or load a trained model with "
-                                      "Spotscape.load).")
+            import warnings
+
+            warnings.warn("this model has not been trained: its embedding comes from random weights. Call fit() first "
+                          "(or load a trained model with Spotscape.load).", stacklevel=3)
 
     @torch.no_grad()
     def _embed_slices(self, slices, prepared=None) -> np.ndarray:
@@ -375,7 +387,6 @@ class Spotscape:
         loss compares spots (they all use cosine similarity of z), so that k-means and nearest
         neighbours see directions only. ``False``: the encoder's raw z, as the published code
         clusters it (README, "Where we differ")."""
-        self._check_trained()
         if adata is None:
             if not self.slices:
                 raise SpotscapeInputError("this model holds no data: pass adata, or load it with Spotscape.load(path, adata=...).")
@@ -388,6 +399,7 @@ class Spotscape:
         """Compute the embedding and write it to ``obsm[key_added]`` of the training AnnData (or of
         ``adata``), with the parameters in ``uns['spotscape']``; returns it (all slices stacked).
         ``normalize``: unit-length rows (default) or the raw z (``get_latent_representation``)."""
+        self._check_trained()
         target = self._input if adata is None else adata
         z = self.get_latent_representation(adata, normalize=normalize)
         slices, _, positions = split_slices(target, self.slice_key if isinstance(target, ad.AnnData) else None)
@@ -437,9 +449,7 @@ class Spotscape:
         os.close(fd)
         try:
             torch.save(payload, tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would keep the model from the user's group
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would keep the model from the user's group
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -455,8 +465,9 @@ class Spotscape:
             raise SpotscapeInputError(f"no model file at {path!r}; give the path written by Spotscape.save() (CLI: --save-model).")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # not a torch file at all (e.g. an .h5ad): torch's own message says little
-            payload = None
+        except Exception as e:  # not a torch file at all (e.g. an .h5ad), or a damaged one: torch's message says little
+            raise SpotscapeInputError(f"{path!r} is not a model saved by Spotscape.save() (torch could not read it: "
+                                      f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}).") from None
         if not isinstance(payload, dict) or payload.get("format") != "spotscape-model":
             raise SpotscapeInputError(f"{path!r} is not a model saved by Spotscape.save().")
         cfg = json.loads(payload["config"])

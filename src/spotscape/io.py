@@ -116,12 +116,14 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _read_coords(path: str) -> pd.DataFrame:
+def _read_coords(path: str, convert: bool = True) -> pd.DataFrame:
     """A coordinates table indexed by spot name. A header-less table (its first line all numbers after the
     name) keeps its first row; a Space Ranger positions file (``tissue_positions.csv`` with its header, or the
-    header-less ``tissue_positions_list.csv``) gives its in-tissue spots' full-resolution pixels (x = column)."""
-    first = pd.read_csv(path, sep=_sep(path), header=None, nrows=1, dtype=str).iloc[0].tolist()
-    headerless = len(first) > 1 and all(_is_number(str(v)) for v in first[1:])  # the first line is a data row
+    header-less ``tissue_positions_list.csv``) gives its in-tissue spots' full-resolution pixels (x = column);
+    ``convert=False`` keeps such a file's columns as they are (for ``x_col``/``y_col``)."""
+    first = pd.read_csv(path, sep=_sep(path), header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    # a data row: a spot name, then numbers; a header written by pandas starts with an empty cell
+    headerless = len(first) > 1 and first[0] != "" and all(_is_number(str(v)) for v in first[1:])
     pos = pd.read_csv(path, sep=_sep(path), index_col=0, header=None if headerless else "infer")
     pos.index = pos.index.astype(str)
     positions = list(pos.columns) == POSITION_COLUMNS[1:]
@@ -129,7 +131,7 @@ def _read_coords(path: str) -> pd.DataFrame:
         positions = bool(pos.iloc[:, 0].isin([0, 1]).all()) and "tissue_positions" in os.path.basename(path)
         if positions:
             pos.columns = POSITION_COLUMNS[1:]
-    if positions:
+    if positions and convert:
         pos = pos[pos["in_tissue"] == 1]
         return pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].rename(columns={"pxl_col_in_fullres": "x", "pxl_row_in_fullres": "y"})
     return pos
@@ -151,7 +153,7 @@ def read_csv(counts: str, coords: str, transpose: bool = False, x_col: str | Non
             f"counts table {counts!r} has non-numeric columns (e.g. {non_numeric[:3]}); it must be spots x genes with "
             "the spot names in the first column (use transpose=True / --transpose for genes x spots)."
         )
-    pos = _read_coords(coords)
+    pos = _read_coords(coords, convert=not (x_col and y_col))
     if x_col and y_col:
         xy = pos[[x_col, y_col]]
     else:

@@ -74,7 +74,8 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     for col in joint.obs.columns:  # h5py cannot write a column that mixes types (e.g. ints and strings): as text
         v = joint.obs[col]
         if v.dtype == object and len({type(x) for x in v.dropna()}) > 1:
-            joint.obs[col] = v.map(lambda x: x if pd.isna(x) else str(x))
+            num = pd.to_numeric(v, errors="coerce")  # ints and floats mixed: numbers; else text
+            joint.obs[col] = num if num.notna().sum() == v.notna().sum() else v.map(lambda x: x if pd.isna(x) else str(x))
     if not joint.obs_names.is_unique:
         joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
     joint.obsm["X_spotscape"] = z

@@ -58,9 +58,9 @@ def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, cou
     return list(genes[df["highly_variable"].to_numpy()])
 
 
-def _check_loess_input(adatas, genes, n_top_genes: int, min_genes: int = 50) -> None:
+def _check_loess_input(adatas, genes, n_top_genes: int, min_genes: int = 20) -> None:
     """seurat_v3 fits a loess of each slice's gene variances on their means; on a slice of fewer than 3
-    spots, or with fewer than about 20 genes that vary, that fit fails or crashes the process (skmisc),
+    spots, or with few genes that vary (10 failed, 20 worked), that fit fails or crashes the process (skmisc),
     so such a slice is refused here, with the way out."""
     for i, a in enumerate(adatas):
         where = f"slice {i} " if len(adatas) > 1 else "the input "

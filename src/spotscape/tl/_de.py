@@ -36,9 +36,11 @@ def _log_normalised(adata, layer, counts, genes) -> sp.csr_matrix:
         sample = x.data[:1_000_000]
         counts = layer is None and bool(np.allclose(sample, np.round(sample)))
     if not counts and x.data.size and x.data.max() > 50:  # log1p of 1e4-normalised counts stays below ~10
-        raise SpotscapeInputError(f"the {'layer' if layer is not None else '.X'} values reach {x.data.max():.3g}: they look "
-                                  "normalised but not log-transformed (e.g. CPM). Give raw counts (counts=True) or "
-                                  "log1p-transformed values.")
+        what = f"the {'layer' if layer is not None else '.X'} values reach {x.data.max():.3g}"
+        if np.allclose(x.data[:1_000_000], np.round(x.data[:1_000_000])):
+            raise SpotscapeInputError(f"{what} in whole numbers: they look like raw counts; pass counts=True.")
+        raise SpotscapeInputError(f"{what}: they look normalised but not log-transformed (e.g. CPM). Give raw counts "
+                                  "(counts=True) or log1p-transformed values.")
     if counts:
         lib = np.asarray(x.sum(axis=1)).ravel()  # library size over all genes, before any gene selection
         x = sp.diags(1e4 / np.where(lib > 0, lib, 1.0)) @ x

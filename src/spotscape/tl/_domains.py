@@ -100,7 +100,7 @@ def domains(
     if n_domains is not None and k != int(n_domains):
         import warnings
 
-        warnings.warn(f"{k} domains came out where {int(n_domains)} were asked for ({method}): the embedding does not "
+        warnings.warn(f"{k} domain(s) came out where {int(n_domains)} were asked for ({method}): the embedding does not "
                       f"separate that many groups (uns['spotscape']['n_domains'] holds {k}).", stacklevel=2)
     info["n_domains"] = k
     info["domain_method"] = method

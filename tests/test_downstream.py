@@ -8,6 +8,7 @@ import os
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import spotscape as ss
@@ -154,3 +155,17 @@ def test_denoise_keeps_the_spot_order_of_a_split_anndata(small_tissue):
     from spotscape.pp import normalize
 
     np.testing.assert_allclose(d.X.toarray(), normalize(a, m.genes).toarray(), rtol=1e-5)
+
+
+def test_trajectory_warns_on_spots_it_cannot_reach():
+    """A group far from the rest in the representation: its spots get inf pseudotime, and the call says so."""
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    z = np.vstack([rng.normal(0, 0.3, (60, 5)), rng.normal(0, 0.3, (60, 5)) + [1, 0, 0, 0, 0], rng.normal(0, 0.3, (60, 5)) + 100])
+    a = ad.AnnData(np.zeros((180, 1), dtype=np.float32))
+    a.obsm["X_spotscape"] = z
+    a.obs["g"] = pd.Categorical(np.repeat(["A", "B", "C"], 60))
+    with pytest.warns(UserWarning, match="60 spots are not connected to the root"):
+        ss.tl.trajectory(a, groups="g", root="A", n_neighbors=10)
+    assert np.isinf(a.obs["spotscape_pseudotime"][120:]).all() and np.isfinite(a.obs["spotscape_pseudotime"][:120]).all()

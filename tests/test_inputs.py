@@ -43,6 +43,13 @@ def test_nonfinite_coordinates(good, tmp_path, capsys, bad):
     _cli_fails(tmp_path, capsys, [good], match="missing, NaN or infinite coordinates")
 
 
+def test_run_names_the_slice_by_its_file(good, tmp_path, capsys):
+    b = good.copy()
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    del b.obsm["spatial"]
+    _cli_fails(tmp_path, capsys, [good, b], match="slice 'in1' has no obsm['spatial']")
+
+
 def test_coordinates_not_2d(good):
     good.obsm["spatial"] = np.column_stack([good.obsm["spatial"], np.zeros(good.n_obs)])
     with pytest.raises(SpotscapeInputError, match="2-D coordinates"):

@@ -24,8 +24,9 @@ def check_positive(name: str, value, integer: bool = False, allow_zero: bool = F
         raise SpotscapeInputError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}.")
 
 
-def _name(adata, i: int | None) -> str:
-    return f"slice {i} " if i is not None else ""
+def _name(adata, i: int | str | None) -> str:
+    """How an error names a slice: by index, or by its name (e.g. the input file's) when given one."""
+    return "" if i is None else (f"slice {i!r} " if isinstance(i, str) else f"slice {i} ")
 
 
 def check_coordinates(adata, spatial_key: str = "spatial", i: int | None = None) -> None:

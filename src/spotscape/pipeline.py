@@ -21,7 +21,8 @@ import torch
 
 from . import pl, tl
 from ._version import __version__
-from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_share, check_weight, check_writable
+from ._validate import (SpotscapeInputError, check_coordinates, check_expression, check_label_key, check_n_domains, check_names,
+                        check_share, check_weight, check_writable)
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
 from .metrics import COHERENCE_WARN, batch_mixing, cluster_scores, expression_coherence
 from .train import TrainConfig
@@ -207,6 +208,11 @@ def run(
     """
     timings = dict(timings or {})
     check_writable(out)
+    if len(slices) > 1:  # the checks Spotscape() runs, here with the slices' names (e.g. the input files') in the messages
+        for a, name in zip(slices, names):
+            check_names(a, str(name))
+            check_expression(a, counts, str(name))
+            check_coordinates(a, "spatial", str(name))
     check_label_key(slices, label_key)
     if label_key == "slice":
         raise SpotscapeInputError("label key 'slice' is the column the run writes each spot's slice name to; rename the "

@@ -345,10 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--slice-key", default="slice", help="obs column naming the slice (default: slice)")
     t.add_argument("--reference", help="reference slice name (default: the first)")
     t.add_argument("--scale", action="store_true", help="also fit a scale factor")
-    t.add_argument("--refine", choices=["neighbour", "reference", "none"], default="neighbour",
-                   help="finer registration after the first fit: each slice onto the slice next to it in the "
-                        "slices' order, towards the reference (neighbour, default: serial sections), onto the "
-                        "reference itself, or none")
+    t.add_argument("--refine", choices=["neighbour", "reference", "none"], default="none",
+                   help="a finer registration after the first fit: each slice onto the slice next to it in the "
+                        "slices' order, towards the reference (neighbour: serial sections of one shape), onto the "
+                        "reference itself, or none (default; it hurt where one slice holds tissue the other lacks)")
     t.add_argument("--label-key", help="obs column with labels: print label-transfer ARI between consecutive slices")
     t.add_argument("--plot", help="overlay of the aligned slices (.png)")
     t.add_argument("--use-rep", default="X_spotscape")

@@ -2,7 +2,7 @@
 then a finer rigid fit of the spots' positions weighted by their similarity (coherent point drift).
 
 The first fit registers each slice directly onto the reference (no chaining, so its errors do not add up);
-the refinement starts from it and, by default, registers each serial section onto its neighbour.
+the optional refinement starts from it and registers each serial section onto its neighbour (or the reference).
 """
 from __future__ import annotations
 
@@ -207,15 +207,17 @@ def _cpd_rigid(z, xy, z_ref, xy_ref, r, t, s, spacing, tau, k, iters, sigma_min,
     return r, t
 
 
-def _refine(z, xy, z_ref, xy_ref, r, t, s, spacing, tau=2.0, k=16, iters=200, sigma_min=0.5, outlier=0.1,
+def _refine(z, xy, z_ref, xy_ref, r, t, s, spacing, tau=2.0, k=16, iters=200, sigma_min=1.2, outlier=0.1,
             sigma0=2.0, trim=2.0, seed=0):
     """Finer registration of one slice onto ``xy_ref``, from the first fit ``(r, t, s)`` (scale kept).
 
     A rigid coherent point drift (Myronenko & Song 2010; an EM form of iterative closest point): each spot
     is drawn to its ``k`` nearest spots of the other slice, weighted by a Gaussian of their distance
     times ``exp(cosine similarity / tau)`` in the representation, against a uniform outlier term; sigma
-    starts at ``sigma0`` spacings and follows the residuals down to ``sigma_min`` (below about half a
-    spacing two grids of spots lock onto each other); spots farther than ``trim`` sigma from the other
+    starts at ``sigma0`` spacings and follows the residuals down to ``sigma_min`` (below about one spacing
+    two grids of spots lock onto each other: 151673's even and odd rows, interleaved, ended one row apart
+    at 0.5-0.9 from a close first fit, not at 1.2; from a first fit a row or so off they still can); spots
+    farther than ``trim`` sigma from the other
     slice take no part. It runs from the slice that the other covers more (so that spots without a
     counterpart do not pull it), and the map is inverted when that is the reference."""
     moved = _apply(xy, r, t, s)
@@ -235,7 +237,7 @@ def _check_rep(a, use_rep, name):
 
 def align(adatas, use_rep: str = "X_spotscape", reference: int = 0, spatial_key: str = "spatial",
           key_added: str = "spatial_aligned", scale: bool = False, k: int = 5, slice_key: str | None = None,
-          global_search: bool = True, refine: str | None = "neighbour", seed: int = 0) -> dict:
+          global_search: bool = True, refine: str | None = None, seed: int = 0) -> dict:
     """Register every slice rigidly onto slice ``reference`` through the representation.
 
     Each slice is fitted directly onto the reference (no chaining): mutual nearest neighbours in
@@ -244,9 +246,10 @@ def align(adatas, use_rep: str = "X_spotscape", reference: int = 0, spatial_key:
     fields; it rescues slices whose spot matches are mostly wrong), and the candidate whose overlay puts
     more similar spots on top of each other is kept. ``refine`` then registers each slice finer (a soft
     iterative-closest-point fit on the spots' positions, weighted by their similarity in the representation,
-    ``_refine``): ``"neighbour"`` (default; for serial sections) onto the already refined slice next to it
-    in the given order, towards the reference; ``"reference"`` onto the reference itself; ``None`` keeps
-    the first fit. Writes ``obsm[key_added]`` (the reference keeps its coordinates) and returns, per slice
+    ``_refine``): ``"neighbour"`` (serial sections of one shape) onto the already refined slice next to it
+    in the given order, towards the reference; ``"reference"`` onto the reference itself; ``None``
+    (default) keeps the first fit. The refinement helped on serial sections of one shape and hurt where
+    one slice holds tissue the other lacks (README, "Alignment"), so it is not the default. Writes ``obsm[key_added]`` (the reference keeps its coordinates) and returns, per slice
     name, angle (degrees), translation, scale, n_matches, n_inliers, method, refined_onto; the same dict
     goes to ``uns['spotscape']['align']``.
     ``adatas``: a list of AnnData, or one AnnData with ``slice_key``.

@@ -310,3 +310,17 @@ def test_counts_said_normalised_and_few_shared_genes_warn(good):
     b.var_names = [g if i < 5 else f"other{i}" for i, g in enumerate(b.var_names)]
     with pytest.warns(UserWarning, match="only 5 genes are common to the slices"):
         Spotscape([good, b])
+
+
+def test_stale_model_in_reused_folder_is_flagged(good, tmp_path):
+    """A model.pt left by an earlier run stays (it is the user's file), and the new run says it is not its own."""
+    import json
+
+    from spotscape import pipeline
+
+    out = tmp_path / "out"
+    pipeline.run([good], ["s"], str(out), n_domains=4, epochs=2, progress=False, save_model=True)
+    assert not any("earlier run" in w for w in json.loads((out / "metrics.json").read_text()).get("warnings", []))
+    pipeline.run([good], ["s"], str(out), n_domains=4, epochs=2, progress=False)
+    assert (out / "model.pt").exists()
+    assert any("is from an earlier run" in w for w in json.loads((out / "metrics.json").read_text())["warnings"])

@@ -315,6 +315,10 @@ def run(
         joint.uns["spotscape"]["retried"] = f"{retried['reason']}; trained again with edge_drop 0; kept {retried['kept']}"
     if notes:
         metrics["warnings"] = notes
+    if not save_model and os.path.exists(os.path.join(out, "model.pt")):
+        metrics.setdefault("warnings", []).append(
+            f"{os.path.join(out, 'model.pt')} is from an earlier run, not this one (which saved no model: --save-model); "
+            "remove it, or write to another folder.")
     if low:
         metrics.setdefault("warnings", []).extend([
             f"the domains of {', '.join(low)} explain little of the (spatially smoothed) expression: expression coherence "

@@ -233,7 +233,7 @@ def test_bad_model_settings(good):
 
 
 def test_diverging_training_stops_with_advice(good):
-    from spotscape._validate import SpotscapeTrainingError
+    from spotscape import SpotscapeTrainingError
 
     with pytest.raises(SpotscapeTrainingError, match="training diverged.*Lower the learning rate"):
         Spotscape(good, seed=0).fit(epochs=20, lr=100.0, progress=False)

@@ -13,8 +13,8 @@ import os as _os
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from ._version import __version__  # noqa: E402
-from ._validate import SpotscapeInputError  # noqa: E402
+from ._validate import SpotscapeInputError, SpotscapeTrainingError  # noqa: E402
 from .core import Spotscape  # noqa: E402
 from . import datasets, io, metrics, pl, pp, tl  # noqa: E402  (scanpy-style namespaces)
 
-__all__ = ["Spotscape", "SpotscapeInputError", "__version__", "datasets", "io", "metrics", "pl", "pp", "tl"]
+__all__ = ["Spotscape", "SpotscapeInputError", "SpotscapeTrainingError", "__version__", "datasets", "io", "metrics", "pl", "pp", "tl"]

@@ -129,6 +129,16 @@ def test_bad_inputs(mob_pair):
         align([a, b], reference=2)
     with pytest.raises(SpotscapeInputError, match="refine="):
         align([a, b], refine="chain")
+    c = b.copy()
+    c.obsm["spatial"] = c.obsm["spatial"].copy()
+    c.obsm["spatial"][0, 0] = np.nan
+    with pytest.raises(SpotscapeInputError, match="NaN or infinite coordinates"):
+        align([a, c])
+    c = b.copy()
+    c.obsm["X_spotscape"] = c.obsm["X_spotscape"].copy()
+    c.obsm["X_spotscape"][0, 0] = np.nan
+    with pytest.raises(SpotscapeInputError, match="NaN or infinite values; embed again"):
+        align([a, c])
     del b.obsm["X_spotscape"]
     with pytest.raises(SpotscapeInputError, match=r"fit\(\) and .embed\(\) first"):
         align([a, b])

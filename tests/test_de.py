@@ -137,6 +137,10 @@ def test_bad_inputs_raise_before_work(split_slice):
     cpm.X = sp.csr_matrix(sp.diags(1e6 / lib) @ sp.csr_matrix(a.X, dtype=np.float64))
     with pytest.raises(SpotscapeInputError, match="normalised but not log-transformed"):
         condition_de(cpm, "condition", "layer_guess")
+    dup = a.copy()
+    dup.var_names = [dup.var_names[0]] + list(dup.var_names[1:-1]) + [dup.var_names[0]]
+    with pytest.raises(SpotscapeInputError, match="duplicate gene names"):
+        condition_de(dup, "condition", "layer_guess")
     assert "spotscape_de" not in a.uns
 
 

@@ -196,9 +196,10 @@ def test_degenerate_slice_refused_before_gene_selection(good, tmp_path, capsys, 
         b.X = sp.csr_matrix(x)
     else:
         b = b[: 1 if case == "one spot" else 2].copy()
-    with pytest.raises(SpotscapeInputError, match="too few for the seurat_v3 selection"):
+    match = "too few to train on" if case == "one spot" else "too few for the seurat_v3 selection"  # one spot: caught first
+    with pytest.raises(SpotscapeInputError, match=match):
         Spotscape([good, b], n_top_genes=100)
-    _cli_fails(tmp_path, capsys, [good, b], "--n-top-genes", "100", match="too few for the seurat_v3 selection")
+    _cli_fails(tmp_path, capsys, [good, b], "--n-top-genes", "100", match=match)
 
 
 def test_twenty_varying_genes_are_enough(good):
@@ -208,6 +209,11 @@ def test_twenty_varying_genes_are_enough(good):
     x[:, 20:] = 0
     b.X = sp.csr_matrix(x)
     assert len(Spotscape([good, b], n_top_genes=100, device="cpu").genes) == 100
+
+
+def test_one_spot(good):
+    with pytest.raises(SpotscapeInputError, match="1 spot: too few to train on"):
+        Spotscape(good[:1].copy())
 
 
 def test_all_zero_expression(good):

@@ -167,6 +167,9 @@ class Spotscape:
             check_names(a, idx)
             check_expression(a, counts, idx)
             check_coordinates(a, spatial_key, idx)
+            if a.n_obs < 2:
+                raise SpotscapeInputError(f"{'slice %d ' % i if idx is not None else 'the input '}has {a.n_obs} spot: too few to "
+                                          "train on (batch normalisation needs at least 2); drop it or add spots.")
         check_n_domains(n_domains, sum(a.n_obs for a in self.slices))
         n_domains = None if n_domains is None else int(n_domains)
         check_positive("n_top_genes", n_top_genes, integer=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import SpotscapeInputError
+from .._validate import SpotscapeInputError, check_coordinates
 from ..graph import nearest_spot_distances
 
 
@@ -269,9 +269,10 @@ def align(adatas, use_rep: str = "X_spotscape", reference: int = 0, spatial_key:
     if len({z.shape[1] for z in zs}) > 1:
         raise SpotscapeInputError(f"obsm[{use_rep!r}] widths differ across slices ({[z.shape[1] for z in zs]}): "
                                   "embed all slices with the same model.")
-    for a, n in zip(slices, names):
-        if spatial_key not in a.obsm:
-            raise SpotscapeInputError(f"slice {n!r} has no obsm[{spatial_key!r}]: store the spot coordinates there.")
+    for a, n, z in zip(slices, names, zs):
+        check_coordinates(a, spatial_key, str(n))
+        if not np.isfinite(z).all():
+            raise SpotscapeInputError(f"slice {n!r}: obsm[{use_rep!r}] has NaN or infinite values; embed again.")
     xys = [np.asarray(a.obsm[spatial_key], dtype=np.float64) for a in slices]
     z_ref, xy_ref = zs[reference], xys[reference]
     spacing = spot_spacing(xy_ref)

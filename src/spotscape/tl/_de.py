@@ -25,6 +25,9 @@ def _log_normalised(adata, layer, counts, genes) -> sp.csr_matrix:
     """Validate the matrix; return a log1p(1e4-normalised) copy (or the layer as given), restricted to ``genes``."""
     if layer is not None and layer not in adata.layers:
         raise SpotscapeInputError(f"layer {layer!r} not found (layers: {list(adata.layers)}); pass layer=None to use .X.")
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()][0]
+        raise SpotscapeInputError(f"duplicate gene names (e.g. {dup!r}); call adata.var_names_make_unique() first.")
     x = adata.X if layer is None else adata.layers[layer]
     x = sp.csr_matrix(x, dtype=np.float64, copy=True)  # never touches the user's matrix
     if x.data.size and not np.isfinite(x.data).all():

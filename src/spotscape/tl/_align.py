@@ -214,12 +214,12 @@ def _refine(z, xy, z_ref, xy_ref, r, t, s, spacing, tau=2.0, k=16, iters=200, si
     A rigid coherent point drift (Myronenko & Song 2010; an EM form of iterative closest point): each spot
     is drawn to its ``k`` nearest spots of the other slice, weighted by a Gaussian of their distance
     times ``exp(cosine similarity / tau)`` in the representation, against a uniform outlier term; sigma
-    starts at ``sigma0`` spacings and follows the residuals down to ``sigma_min`` (below about one spacing
-    two grids of spots lock onto each other: 151673's even and odd rows, interleaved, ended one row apart
-    at 0.5-0.9 from a close first fit, not at 1.2; from a first fit a row or so off they still can); spots
-    farther than ``trim`` sigma from the other
-    slice take no part. It runs from the slice that the other covers more (so that spots without a
-    counterpart do not pull it), and the map is inverted when that is the reference."""
+    starts at ``sigma0`` spacings and follows the residuals down to ``sigma_min``; spots farther than
+    ``trim`` sigma from the other slice take no part. It runs from the slice that the other covers more
+    (so that spots without a counterpart do not pull it), and the map is inverted when that is the
+    reference. Below about one spacing two grids of spots lock onto each other: 151673's even and odd
+    rows, interleaved, ended one row apart at 0.5-0.9 from a close first fit, not at 1.2; from a first
+    fit a row or so off they still can (docs/benchmarks.md)."""
     moved = _apply(xy, r, t, s)
     cover = lambda q, ref: float(np.mean(_knn(ref, q, 1, return_distance=True)[0][:, 0] < 1.5 * spacing))
     args = (spacing, tau, k, iters, sigma_min, outlier, sigma0, trim, seed)

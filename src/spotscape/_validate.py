@@ -84,22 +84,20 @@ def check_expression(adata, counts: bool = True, i: int | None = None) -> None:
             f"{where}.X contains negative values (min {vals.min():.3g}); Spotscape needs raw counts (or non-negative "
             "normalised values with counts=False). Scaled or centred data (sc.pp.scale) cannot be used."
         )
-    if not counts:
-        sample = vals[: 1_000_000]
-        if sample.max() > 20 and np.allclose(sample, np.round(sample)):
-            import warnings
+    sample = vals[: 1_000_000]
+    whole = np.allclose(sample, np.round(sample))
+    if not counts and whole and sample.max() > 20:
+        import warnings
 
-            warnings.warn(f"{where}.X holds whole numbers up to {sample.max():.0f} although counts=False (CLI --normalized) "
-                          "says it is normalised: if these are raw counts, leave counts=True so that they are normalised and "
-                          "log-transformed.", stacklevel=3)
-    if counts:
-        sample = vals[: 1_000_000]
-        if not np.allclose(sample, np.round(sample)):
-            raise SpotscapeInputError(
-                f"{where}.X has non-integer values, but raw counts are expected (highly variable genes use the "
-                "seurat_v3 model on counts). Put raw counts in .X (e.g. adata.X = adata.layers['counts']), or, if "
-                "the data are already normalised, pass counts=False (CLI: --normalized)."
-            )
+        warnings.warn(f"{where}.X holds whole numbers up to {sample.max():.0f} although counts=False (CLI --normalized) "
+                      "says it is normalised: if these are raw counts, leave counts=True so that they are normalised and "
+                      "log-transformed.", stacklevel=3)
+    if counts and not whole:
+        raise SpotscapeInputError(
+            f"{where}.X has non-integer values, but raw counts are expected (highly variable genes use the "
+            "seurat_v3 model on counts). Put raw counts in .X (e.g. adata.X = adata.layers['counts']), or, if "
+            "the data are already normalised, pass counts=False (CLI: --normalized)."
+        )
 
 
 def check_n_domains(n_domains, n_spots: int) -> None:

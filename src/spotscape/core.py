@@ -91,7 +91,8 @@ def unit_rows(z: np.ndarray) -> np.ndarray:
 
 
 def split_slices(adata, slice_key: str | None):
-    """A list of AnnData (several slices) or one AnnData, optionally split by ``obs[slice_key]``.
+    """A list of AnnData (several slices), a dict of them by slice name, or one AnnData, optionally split by
+    ``obs[slice_key]``.
 
     Returns (slices, names, positions): positions[i] are slice i's rows in the one AnnData (or None).
     """
@@ -106,10 +107,11 @@ def split_slices(adata, slice_key: str | None):
         names = [str(c) for c in codes.cat.categories if (codes == c).any()]
         pos = [np.flatnonzero((codes == c).to_numpy()) for c in codes.cat.categories if (codes == c).any()]
         return [adata[p] for p in pos], names, pos
-    adatas = list(adata)
+    adatas = list(adata.values()) if isinstance(adata, dict) else list(adata)
     if not adatas or not all(isinstance(a, ad.AnnData) for a in adatas):
-        raise SpotscapeInputError("pass one AnnData or a non-empty list of AnnData objects (one per slice).")
-    return adatas, [f"slice{i}" for i in range(len(adatas))], None
+        raise SpotscapeInputError("pass one AnnData or a non-empty list (or dict by slice name) of AnnData objects, one per slice.")
+    names = [str(k) for k in adata] if isinstance(adata, dict) else [f"slice{i}" for i in range(len(adatas))]
+    return adatas, names, None
 
 
 class Spotscape:
@@ -162,13 +164,12 @@ class Spotscape:
         self._prepared = None
         self.slices, self.slice_names, self._positions = split_slices(adata, slice_key)
         self.slice_key = slice_key
-        for i, a in enumerate(self.slices):
-            idx = i if len(self.slices) > 1 else None
-            check_names(a, idx)
-            check_expression(a, counts, idx)
-            check_coordinates(a, spatial_key, idx)
+        for a, name in zip(self.slices, self._error_names(self.slice_names)):
+            check_names(a, name)
+            check_expression(a, counts, name)
+            check_coordinates(a, spatial_key, name)
             if a.n_obs < 2:
-                raise SpotscapeInputError(f"{'slice %d ' % i if idx is not None else 'the input '}has {a.n_obs} spot: too few to "
+                raise SpotscapeInputError(f"{f'slice {name!r} ' if name else 'the input '}has {a.n_obs} spot: too few to "
                                           "train on (batch normalisation needs at least 2); drop it or add spots.")
         check_n_domains(n_domains, sum(a.n_obs for a in self.slices))
         n_domains = None if n_domains is None else int(n_domains)
@@ -205,7 +206,7 @@ class Spotscape:
         intersects per-slice HVG sets instead, which keeps far fewer genes when slices were
         filtered differently (1,066 of 3,851 shared genes on the four DLPFC files here)."""
         p = self.params
-        return highly_variable_genes(slices, p["n_top_genes"], p["counts"])
+        return highly_variable_genes(slices, p["n_top_genes"], p["counts"], names=self._error_names(self.slice_names))
 
     def _graph(self, coords: np.ndarray) -> sp.csr_matrix:
         p = self.params
@@ -314,11 +315,15 @@ class Spotscape:
     def _new_slices(self, adata) -> tuple:
         """``split_slices`` of data given for inference, each slice checked as the training data were."""
         split = split_slices(adata, self.slice_key if isinstance(adata, ad.AnnData) else None)
-        for i, a in enumerate(split[0]):
-            idx = i if len(split[0]) > 1 else None
-            check_expression(a, self.params["counts"], idx)
-            check_coordinates(a, self.params["spatial_key"], idx)
+        for a, name in zip(split[0], self._error_names(split[1])):
+            check_expression(a, self.params["counts"], name)
+            check_coordinates(a, self.params["spatial_key"], name)
         return split
+
+    @staticmethod
+    def _error_names(names: list[str]) -> list:
+        """How input errors name each slice: by its name when there are several, not at all for one."""
+        return list(names) if len(names) > 1 else [None]
 
     def _check_trained(self) -> None:
         """Warn when the weights are the random initial ones (a user's call before fit(); the benchmarks that score the

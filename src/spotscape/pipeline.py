@@ -21,8 +21,7 @@ import torch
 
 from . import pl, tl
 from ._version import __version__
-from ._validate import (SpotscapeInputError, check_coordinates, check_expression, check_label_key, check_n_domains, check_names,
-                        check_share, check_weight, check_writable)
+from ._validate import SpotscapeInputError, check_label_key, check_n_domains, check_share, check_weight, check_writable
 from .core import PUBLISHED_MULTI, PUBLISHED_SINGLE, Spotscape
 from .metrics import COHERENCE_WARN, batch_mixing, cluster_scores, expression_coherence
 from .train import TrainConfig
@@ -61,8 +60,8 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     """Train a model on ``slices``, embed and cluster: (model, the slices joined with ``X_spotscape`` and
     ``spotscape_domain``, seconds per stage). Under torch.distributed the joined slices are None on
     every rank but 0."""
-    model = Spotscape(slices, n_domains=n_domains, seed=seed, device=device, counts=counts, n_top_genes=n_top_genes,
-                      slice_norm=slice_norm)
+    model = Spotscape(dict(zip(names, slices)), n_domains=n_domains, seed=seed, device=device, counts=counts,
+                      n_top_genes=n_top_genes, slice_norm=slice_norm)  # by name: input errors name the slice (its file)
     model.fit(epochs=epochs, lr=lr, progress=progress, batch_size=batch_size, **weights)
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
         return model, None, {}
@@ -72,11 +71,6 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     seconds["embed_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same")
-    for col in joint.obs.columns:  # h5py cannot write a column that mixes types (e.g. ints and strings): as text
-        v = joint.obs[col]
-        if v.dtype == object and len({type(x) for x in v.dropna()}) > 1:
-            num = pd.to_numeric(v, errors="coerce")  # ints and floats mixed: numbers; else text
-            joint.obs[col] = num if num.notna().sum() == v.notna().sum() else v.map(lambda x: x if pd.isna(x) else str(x))
     if not joint.obs_names.is_unique:
         joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
     joint.obsm["X_spotscape"] = z
@@ -85,6 +79,16 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     seconds["cluster_s"] = time.perf_counter() - t0
     seconds.update(model.timings)
     return model, joint, seconds
+
+
+def _mixed_columns_as_text(obs: pd.DataFrame) -> None:
+    """h5py cannot write an object column that mixes types (e.g. ints and strings): numbers where every value is
+    one (ints and floats mixed), else text; in place, on the run's own copy of the inputs' obs."""
+    for col in obs.columns:
+        v = obs[col]
+        if v.dtype == object and len({type(x) for x in v.dropna()}) > 1:
+            num = pd.to_numeric(v, errors="coerce")
+            obs[col] = num if num.notna().sum() == v.notna().sum() else v.map(lambda x: x if pd.isna(x) else str(x))
 
 
 def _coherence(model, joint, slices, names, seed) -> tuple[dict, list, float]:
@@ -208,11 +212,6 @@ def run(
     """
     timings = dict(timings or {})
     check_writable(out)
-    if len(slices) > 1:  # the checks Spotscape() runs, here with the slices' names (e.g. the input files') in the messages
-        for a, name in zip(slices, names):
-            check_names(a, str(name))
-            check_expression(a, counts, str(name))
-            check_coordinates(a, "spatial", str(name))
     check_label_key(slices, label_key)
     if label_key == "slice":
         raise SpotscapeInputError("label key 'slice' is the column the run writes each spot's slice name to; rename the "
@@ -342,6 +341,7 @@ def run(
         t0 = time.perf_counter()
         per_slice = [joint[(joint.obs["slice"] == n).to_numpy()] for n in names]
         pl.domains(per_slice, names, truth_key=label_key, path=os.path.join(tmp, "domains.png"), scores=scores)
+        _mixed_columns_as_text(joint.obs)
         joint.write_h5ad(os.path.join(tmp, "result.h5ad"), compression="gzip")
         if save_model:
             model.save(os.path.join(tmp, "model.pt"))

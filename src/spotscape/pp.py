@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._threads import start_numba_threads
-from ._validate import SpotscapeInputError
+from ._validate import SpotscapeInputError, _name
 
 start_numba_threads()  # before any scanpy kernel can reset torch's thread count (_threads.py)
 
@@ -28,12 +28,12 @@ def common_genes(adatas: list[ad.AnnData]) -> pd.Index:
     return genes
 
 
-def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, counts: bool = True) -> list[str]:
+def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, counts: bool = True, names=None) -> list[str]:
     """Top ``n_top_genes`` genes among those common to all slices.
 
     On raw counts: scanpy's seurat_v3 flavour, ranked within each slice and combined across slices
     (``batch_key``), as scanpy does for several batches. On normalised data (counts=False): the
-    seurat flavour on log values. Fewer genes than asked: all of them.
+    seurat flavour on log values. Fewer genes than asked: all of them. ``names``: how errors name the slices.
     """
     genes = common_genes(adatas)
     if len(genes) < 20:
@@ -42,7 +42,7 @@ def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, cou
     if len(genes) <= n_top_genes:
         return list(genes)
     if counts:
-        _check_loess_input(adatas, genes, n_top_genes)
+        _check_loess_input(adatas, genes, n_top_genes, names)
     joint = ad.concat([a[:, genes] for a in adatas], label="_slice", index_unique="-")
     joint.var_names = genes
     batch = "_slice" if len(adatas) > 1 else None
@@ -58,12 +58,14 @@ def highly_variable_genes(adatas: list[ad.AnnData], n_top_genes: int = 5000, cou
     return list(genes[df["highly_variable"].to_numpy()])
 
 
-def _check_loess_input(adatas, genes, n_top_genes: int, min_genes: int = 20) -> None:
+def _check_loess_input(adatas, genes, n_top_genes: int, names=None, min_genes: int = 20) -> None:
     """seurat_v3 fits a loess of each slice's gene variances on their means; on a slice of fewer than 3
     spots, or with few genes that vary (10 failed, 20 worked), that fit fails or crashes the process (skmisc),
     so such a slice is refused here, with the way out."""
-    for i, a in enumerate(adatas):
-        where = f"slice {i} " if len(adatas) > 1 else "the input "
+    if names is None:
+        names = list(range(len(adatas))) if len(adatas) > 1 else [None]
+    for a, name in zip(adatas, names):
+        where = _name(a, name) or "the input "
         x = a[:, genes].X
         x = sp.csr_matrix(x) if sp.issparse(x) else sp.csr_matrix(np.asarray(x))
         mean = np.asarray(x.mean(axis=0)).ravel()

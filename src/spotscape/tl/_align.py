@@ -42,20 +42,22 @@ def mutual_nearest_neighbors(z_a: np.ndarray, z_b: np.ndarray, k: int = 5) -> np
     return np.stack([both // nb, both % nb], axis=1).astype(np.int64)
 
 
-def rigid_transform(src: np.ndarray, dst: np.ndarray, scale: bool = False):
-    """Least-squares ``dst ~ s * R @ src + t`` (Kabsch/Umeyama, reflections excluded).
+def rigid_transform(src: np.ndarray, dst: np.ndarray, scale: bool = False, weights: np.ndarray | None = None):
+    """Least-squares ``dst ~ s * R @ src + t`` (Kabsch/Umeyama, reflections excluded), each pair weighted by
+    ``weights`` (default: equally).
 
     Returns
     -------
     ``(R, t, s)``: 2x2 rotation, translation (2,), scale (1.0 unless ``scale``).
     """
     src, dst = np.asarray(src, float), np.asarray(dst, float)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    w = np.full(len(src), 1.0 / len(src)) if weights is None else np.asarray(weights, float) / np.sum(weights)
+    mu_s, mu_d = w @ src, w @ dst
     a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
+    u, sig, vt = np.linalg.svd((w[:, None] * b).T @ a)
     d = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
     r = u @ d @ vt
-    var = (a**2).sum() / len(src)
+    var = w @ (a**2).sum(1)
     s = float((sig * np.diag(d)).sum() / var) if scale and var > 0 else 1.0
     return r, mu_d - s * r @ mu_s, s
 
@@ -195,11 +197,7 @@ def _cpd_rigid(z, xy, z_ref, xy_ref, r, t, s, spacing, tau, k, iters, sigma_min,
         if wi.sum() < 1e-9:
             break
         tgt = (p[..., None] * xy_ref[idx]).sum(1) / np.maximum(wi, 1e-12)[:, None]
-        ww = wi / wi.sum()
-        mu_s, mu_d = ww @ xy, ww @ tgt
-        u, _, vt = np.linalg.svd((ww[:, None] * (tgt - mu_d)).T @ (xy - mu_s))
-        r = u @ np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0]) @ vt
-        t = mu_d - s * r @ mu_s
+        r, t, _ = rigid_transform(s * xy, tgt, weights=wi)  # the scale kept: s * R @ xy + t
         step = np.abs(_apply(xy, r, t, s) - now).max()
         sig2 = max(min(float((p * d**2).sum() / p.sum()) / 2, sig2), floor)
         if step < 1e-3 * spacing and sig2 <= floor * 1.0001:

@@ -100,3 +100,5 @@ def test_simulated_tissue_geometries():
     assert spearmanr(rings.obs["domain"].cat.codes, rings.obsm["spatial"][:, 1])[0] < 0.5  # rings do not follow y
     with pytest.raises(ValueError, match="geometry"):
         simulate_tissue(n_spots=100, geometry="spiral")
+    with pytest.raises(ValueError, match="n_spots >= max"):
+        simulate_tissue(n_spots=2)

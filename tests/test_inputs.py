@@ -1,6 +1,7 @@
 """Every bad input gets one clear error, before any training, and a failed run writes nothing."""
 import os
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,6 +130,9 @@ def test_unwritable_output(good, tmp_path, capsys):
         assert rc == 2
     finally:
         ro.chmod(0o700)
+    # permissions alone pass /proc for root; the check makes and removes a folder there first
+    rc = main(["run", str(p), "--out", "/proc/spotscape-out", "--epochs", "1", "--quiet"])
+    assert rc == 2 and "cannot write to '/proc'" in capsys.readouterr().err
 
 
 def test_failure_during_write_leaves_nothing(good, tmp_path, monkeypatch):
@@ -180,9 +184,14 @@ def test_slice_without_labels_is_reported_not_scored(good, tmp_path):
     b = good.copy()
     b.obs_names = [f"b{i}" for i in range(b.n_obs)]
     b.obs["domain"] = np.nan
+    good.obs["slice"] = "section A"  # the input's own slice column: kept as slice_input, not lost
     m = pipeline.run([good, b], ["a", "b"], str(tmp_path / "o"), label_key="domain", epochs=2, progress=False)
     assert m["slices"]["b"] == {"n_labelled": 0, "ari": None, "nmi": None, "ca": None}
     assert m["slices"]["a"]["n_labelled"] == good.n_obs
+    r = ad.read_h5ad(tmp_path / "o" / "result.h5ad")
+    assert list(r.obs["slice"].unique()) == ["a", "b"]
+    assert list(r.obs["slice_input"].unique()) == ["section A", "nan"]
+    assert any("'slice_input'" in w for w in m["warnings"])
 
 
 @pytest.mark.parametrize("case", ["one spot", "two spots", "few varying genes"])
@@ -298,8 +307,6 @@ def test_label_column_without_two_labels(good, tmp_path, capsys):
 
 def test_obs_column_of_mixed_types_is_written(good, tmp_path):
     """h5py cannot write an object column that mixes ints and strings: pipeline.run trained, then failed to write."""
-    import anndata as ad
-
     from spotscape import pipeline
 
     good.obs["note"] = pd.Series([1 if i % 2 else "a" for i in range(good.n_obs)], index=good.obs_names, dtype=object)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import scipy.sparse as sp
@@ -146,6 +147,10 @@ def check_writable(path: str) -> None:
         raise SpotscapeInputError(f"cannot create {path!r}: {parent!r} is a file, not a folder; choose another --out.")
     if not os.access(parent, os.W_OK | os.X_OK) or (parent == path and not os.access(path, os.W_OK | os.X_OK)):
         raise SpotscapeInputError(f"cannot write to {parent!r} (permission denied); choose a writable --out.")
+    try:  # permissions do not tell everything (a read-only mount, /proc as root): make and remove an empty folder
+        tempfile.TemporaryDirectory(dir=parent, prefix=".spotscape-check-").cleanup()
+    except OSError as e:
+        raise SpotscapeInputError(f"cannot write to {parent!r} ({e.strerror or e}); choose a writable --out.") from None
 
 
 def check_output_file(path: str, suffixes: tuple[str, ...] = (".h5ad",)) -> None:

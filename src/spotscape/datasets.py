@@ -35,6 +35,13 @@ def simulate_tissue(
     Returns raw integer counts in X (CSR), obsm['spatial'], obs['domain'] (truth) and
     obs['array_row'/'array_col'].
     """
+    if geometry not in ("bands", "rings"):
+        raise ValueError(f"geometry must be 'bands' or 'rings', got {geometry!r}")
+    if n_domains < 1 or n_spots < max(10, 2 * n_domains):
+        raise ValueError(f"simulate_tissue needs n_domains >= 1 and n_spots >= max(10, 2 * n_domains) "
+                         f"(got n_spots={n_spots}, n_domains={n_domains}).")
+    if n_genes < 1:
+        raise ValueError(f"simulate_tissue needs n_genes >= 1 (got {n_genes}).")
     rng = np.random.default_rng(seed)
     side = int(np.ceil(np.sqrt(n_spots)))
     rows, cols = np.meshgrid(np.arange(side), np.arange(2 * side), indexing="ij")
@@ -46,8 +53,6 @@ def simulate_tissue(
 
     # depth axis: y bent by a sine, normalised to [0, 1]
     width = xy[:, 0].max() + 1e-9
-    if geometry not in ("bands", "rings"):
-        raise ValueError(f"geometry must be 'bands' or 'rings', got {geometry!r}")
     depth = xy[:, 1] + 0.08 * xy[:, 1].max() * np.sin(2 * np.pi * xy[:, 0] / width * 1.3 + rng.uniform(0, 2 * np.pi))
     if geometry == "rings":  # the sine's phase is drawn either way: bands stay as they were for a seed
         depth = np.linalg.norm(xy - (xy.max(0) + xy.min(0)) / 2, axis=1)

@@ -55,6 +55,16 @@ def n_true_domains(slices, label_key) -> int:
     return int(labels[labels != "nan"].nunique())
 
 
+def _keep_own_slice_column(joint, slices, names) -> None:
+    """``obs['slice']`` of the joined slices holds each spot's slice name; an input's own ``slice`` column
+    that says something else is kept beside it as ``obs['slice_input']``."""
+    own = [a.obs["slice"].astype(str).to_numpy() if "slice" in a.obs else None for a in slices]
+    if all(o is None or (o == str(n)).all() for o, n in zip(own, names)):
+        return
+    joint.obs["slice_input"] = pd.Categorical(np.concatenate(
+        [o if o is not None else np.full(a.n_obs, "nan", dtype=object) for o, a in zip(own, slices)]).astype(str))
+
+
 def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_genes, slice_norm, epochs, lr, progress,
                      batch_size, raw_z, weights):
     """Train a model on ``slices``, embed and cluster: (model, the slices joined with ``X_spotscape`` and
@@ -73,6 +83,7 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same")
     if not joint.obs_names.is_unique:
         joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
+    _keep_own_slice_column(joint, slices, names)
     joint.obsm["X_spotscape"] = z
     joint.uns["spotscape"] = dict(model.uns_info(), embedding="raw z" if raw_z else "unit-length z")
     tl.domains(joint, n_domains=n_domains, seed=seed)
@@ -314,6 +325,9 @@ def run(
         joint.uns["spotscape"]["retried"] = f"{retried['reason']}; trained again with edge_drop 0; kept {retried['kept']}"
     if notes:
         metrics["warnings"] = notes
+    if "slice_input" in joint.obs:
+        metrics.setdefault("warnings", []).append(
+            "the input's own obs column 'slice' is in result.h5ad as 'slice_input': 'slice' holds each spot's slice name.")
     if not save_model and os.path.exists(os.path.join(out, "model.pt")):
         metrics.setdefault("warnings", []).append(
             f"{os.path.join(out, 'model.pt')} is from an earlier run, not this one (which saved no model: --save-model); "

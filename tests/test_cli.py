@@ -28,6 +28,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert r.obsm["X_spotscape"].shape == (800, 64)
     assert m["embedding"] == "unit-length z" and np.allclose(np.linalg.norm(r.obsm["X_spotscape"], axis=1), 1, atol=1e-5)
     assert r.obs["spotscape_domain"].nunique() == 5 and "slice" in r.obs
+    assert m["w_pcl"] is None  # one slice: no prototype loss
 
 
 def test_run_real_slice_beats_pca_and_repeats_exactly(tmp_path):
@@ -143,6 +144,8 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     a = simulate_tissue(n_spots=500, n_genes=200, n_domains=4, seed=1)
     b = simulate_tissue(n_spots=500, n_genes=200, n_domains=4, seed=1)
     b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    a.uns["spatial"] = {"a": {"scalefactors": {"spot_diameter_fullres": 89.0}}}  # as scanpy's read_visium keeps it
+    b.uns["spatial"] = {"b": {"scalefactors": {"spot_diameter_fullres": 91.0}}}
     a.write_h5ad(tmp_path / "a.h5ad")
     b.write_h5ad(tmp_path / "b.h5ad")
     out = tmp_path / "o"
@@ -156,6 +159,7 @@ def test_run_without_k_or_labels_and_several_inputs(tmp_path):
     assert "pooled" not in m
     r = ad.read_h5ad(out / "result.h5ad")
     assert list(r.obs["slice"].unique()) == ["a", "b"]
+    assert {k: v["scalefactors"]["spot_diameter_fullres"] for k, v in r.uns["spatial"].items()} == {"a": 89.0, "b": 91.0}
     assert np.linalg.norm(r.obsm["X_spotscape"], axis=1).std() > 1e-3  # raw z: lengths vary
     # several slices: also the slices brought together by mutual nearest neighbours (unit rows)
     assert r.obsm["X_spotscape_mnn"].shape == r.obsm["X_spotscape"].shape and "correct_s" in m["seconds"]

@@ -85,6 +85,28 @@ def test_refinement_never_votes_across_slices(embedded):
     assert np.array_equal(refine_labels(both, xy, groups=np.repeat([0, 1], len(a))), refine_labels(a, xy[: len(a)]).tolist() + refine_labels(b, xy[: len(b)]).tolist())
 
 
+def test_refine_of_several_slices_uses_their_column(embedded, tmp_path):
+    """Slices on overlapping coordinates: tl.domains warns when refine would vote across obs['slice'];
+    the CLI's `domains --refine` votes within obs['slice'] by default, as `spotscape run` writes it."""
+    import anndata as ad
+
+    from spotscape.cli import main
+
+    b = embedded.copy()
+    b.obsm["X_spotscape"] = b.obsm["X_spotscape"][:, [1, 2, 3, 0]]  # the same tissue, its domains in other clusters
+    both = ad.concat([embedded, b], label="slice", keys=["a", "b"], index_unique="-")
+    across = both.copy()
+    with pytest.warns(UserWarning, match="pass slice_key='slice'"):
+        tl.domains(across, n_domains=4, refine=True)
+    within = both.copy()
+    tl.domains(within, n_domains=4, refine=True, slice_key="slice")
+    assert not across.obs["spotscape_domain_refined"].equals(within.obs["spotscape_domain_refined"])
+    both.write_h5ad(tmp_path / "both.h5ad")
+    assert main(["domains", str(tmp_path / "both.h5ad"), "--out", str(tmp_path / "d.h5ad"), "--n-domains", "4", "--refine"]) == 0
+    cli = ad.read_h5ad(tmp_path / "d.h5ad")
+    assert cli.obs["spotscape_domain_refined"].astype(str).equals(within.obs["spotscape_domain_refined"].astype(str))
+
+
 def test_simulated_tissue_geometries():
     """The demo tissue's layers: straight bands along y (default) or concentric rings (the bulb's shape,
     benchmarks/thin_domains.py --simulated): the domain index rises with y, or with the distance

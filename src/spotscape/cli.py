@@ -145,8 +145,11 @@ def _domains(args) -> int:
 
     a = _task_input(args)
     _need_obs(a, args.label_key, "--label-key")
+    slice_key = args.slice_key
+    if slice_key is None and args.refine and "slice" in a.obs:  # a `spotscape run` result: vote within each slice
+        slice_key = "slice"
     tl.domains(a, n_domains=args.n_domains, use_rep=args.use_rep, method=args.method, refine=args.refine,
-               slice_key=args.slice_key, seed=args.seed)
+               slice_key=slice_key, seed=args.seed)
     info = a.uns["spotscape"]
     est = f" (estimated: {info['n_domains_evidence']})" if args.n_domains is None and "n_domains_evidence" in info else ""
     print(f"{info['n_domains']} domains by {args.method}{est} -> obs['spotscape_domain']")
@@ -313,10 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = task("domains", "cluster the representation into spatial domains (k-means, GMM or Leiden; k estimated when not given)", _domains)
     t.add_argument("--out", required=True, help="output .h5ad (the input plus obs['spotscape_domain'])")
-    t.add_argument("--n-domains", type=int, help="number of domains (default: estimated by silhouette, k = 3..12)")
+    t.add_argument("--n-domains", type=int, help="number of domains (default: estimated: Leiden communities at resolution 0.2 "
+                   "holding >= 2%% of the spots)")
     t.add_argument("--method", default="kmeans", choices=["kmeans", "gmm", "leiden"])
     t.add_argument("--refine", action="store_true", help="also write obs['spotscape_domain_refined'] (spatial majority vote)")
-    t.add_argument("--slice-key", default=None, help="obs column naming the slice (refinement stays within a slice)")
+    t.add_argument("--slice-key", default=None, help="obs column naming the slice, so that refinement stays within a slice (default: "
+                   "'slice' where obs has it, as `spotscape run` writes)")
     t.add_argument("--label-key", help="obs column with true domains: print ARI/NMI/CA")
     t.add_argument("--use-rep", default="X_spotscape")
 

@@ -80,7 +80,7 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     z = model.get_latent_representation(normalize=not raw_z)
     seconds["embed_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same")
+    joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same", uns_merge="unique")
     if not joint.obs_names.is_unique:
         joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
     _keep_own_slice_column(joint, slices, names)
@@ -298,7 +298,7 @@ def run(
         "training_mode": _training_mode(model),
         "processes": torch.distributed.get_world_size() if distributed else 1,
         "lr": model.train_config.lr,
-        "w_pcl": model.train_config.w_pcl,
+        "w_pcl": model.train_config.w_pcl if len(slices) > 1 else None,  # the prototype loss needs several slices
         "edge_drop": model.train_config.edge_drop,
         "slice_norm": model.params["slice_norm"],
         "embedding": "raw z" if raw_z else "unit-length z",

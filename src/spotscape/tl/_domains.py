@@ -1,6 +1,8 @@
 """Spatial domains: clustering of the representation, and optional spatial refinement."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -80,6 +82,10 @@ def domains(
             raise SpotscapeInputError(f"refine=True needs the coordinates in obsm[{spatial_key!r}]; store them there or leave refine off.")
         if slice_key is not None and slice_key not in adata.obs:
             raise SpotscapeInputError(f"slice_key {slice_key!r} is not a column of obs; give the column naming each spot's slice.")
+        if slice_key is None and "slice" in adata.obs and adata.obs["slice"].nunique() > 1:
+            warnings.warn(f"obs['slice'] names {adata.obs['slice'].nunique()} slices, but refine votes over all spots as one "
+                          "slice (their coordinates may overlap); pass slice_key='slice' to keep the vote within each slice.",
+                          stacklevel=2)
     info = dict(adata.uns.get("spotscape", {}))
     if n_domains is None and method != "leiden":
         n_domains, evidence = estimate_n_domains(z, seed=seed)
@@ -98,8 +104,6 @@ def domains(
     labels = _relabel(labels)
     k = int(labels.max()) + 1
     if n_domains is not None and k != int(n_domains):
-        import warnings
-
         warnings.warn(f"{k} domain(s) came out where {int(n_domains)} were asked for ({method}): the embedding does not "
                       f"separate that many groups (uns['spotscape']['n_domains'] holds {k}).", stacklevel=2)
     info["n_domains"] = k

@@ -1,8 +1,10 @@
 """Mini-batches for large slices (METHOD.md: "For large data ... computes every loss inside the batch").
 
-A batch is a few spatial tiles drawn at random from anywhere in the tissue (so one batch spans
-several domains and slices), plus the spots within two graph hops of them: the GCN output of every
-tile spot is then exact, and every loss is computed on the tile spots only. Tiles come from
+A batch is a few spatial tiles drawn at random from anywhere in the tissue (so one batch usually
+spans several domains and slices), plus the spots within two graph hops of them: every tile spot's
+two-hop neighbourhood is then in the batch (the batch's graph is normalised over its own spots, so
+the halo's outer spots see smaller degrees than in the whole graph), and every loss is computed on
+the tile spots only. Tiles come from
 recursive median bisection of the coordinates within each slice, so they are compact and the
 two-hop halo stays a small fraction of a batch. (The published code samples 4,096 random seed
 spots with neighbour fan-out 10 then 5; random seeds on a spatial graph need nearly the whole
@@ -15,7 +17,8 @@ import scipy.sparse as sp
 
 
 def spatial_tiles(coords: np.ndarray, groups: np.ndarray | None, tile_size: int) -> list[np.ndarray]:
-    """Spot indices of compact tiles of at most ``tile_size`` spots, never across ``groups`` (slices)."""
+    """Spot indices of compact tiles of at most ``tile_size`` spots (by halving: between about half
+    of it and all of it), never across ``groups`` (slices)."""
     coords = np.asarray(coords, dtype=np.float64)
     groups = np.zeros(len(coords), dtype=int) if groups is None else np.asarray(groups)
     tiles: list[np.ndarray] = []

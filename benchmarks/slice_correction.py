@@ -11,6 +11,7 @@ correction and its defaults were chosen (README, "Side by side"; lines in
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw      # where batch ASW is lost
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --asw --peers spagcn banksy
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --auto     # two passes; merge order from the data
+    benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --smooth   # each spot's move averaged over its own slice's nearest spots
     benchmarks/peers/.venv/bin/python benchmarks/slice_correction.py --seed 0 --oracle   # what batch ASW asks for
 
 The embedding is trained once per seed (the peers runner's ``t_spotscape``) and kept in
@@ -83,17 +84,17 @@ def batch_asw_by_domain(z, truth, batch, show, peers, files, seed):
                             f"{np.mean(nearest[mb] != lab):.3f}")
             print(f"  {lab:4} {np.mean(1 - np.abs(s)):.3f}  " + "  ".join(cols), flush=True)
 
-    corrected = mnn_correct(z, batch, passes=1)  # as run in the fourteenth session, before two passes were the default
+    corrected = mnn_correct(z, batch, passes=1, smooth=1)  # as run in the fourteenth session, before two passes were the default
     for name, emb in peers.items():
         show(name, emb)
         per_domain(name, emb)
     per_domain("plain", z)
     per_domain("tl.mnn_correct", corrected)
-    two = mnn_correct(z, batch)
+    two = mnn_correct(z, batch, smooth=1)  # as run before smooth=5 became the default
     show("tl.mnn_correct two passes (the default since the fifteenth session)", two)
     per_domain("tl.mnn_correct two passes", two)
     for sigma in (0.1, 1.0):
-        show(f"mnn k20 sigma{sigma:g} then tl.mnn_correct", mnn_correct(fixed_bandwidth_mnn(z, batch, 20, sigma), batch, passes=1))
+        show(f"mnn k20 sigma{sigma:g} then tl.mnn_correct", mnn_correct(fixed_bandwidth_mnn(z, batch, 20, sigma), batch, passes=1, smooth=1))
     for k in (7, 15):
         cluster = KMeans(k, n_init=4, random_state=0).fit_predict(corrected)
         show(f"tl.mnn_correct then location and scale per k-means cluster (k={k}) and slice", match_moments(corrected, cluster, batch))
@@ -138,7 +139,7 @@ def oracle(z, truth, batch, show):
 
     from spotscape.tl import mnn_correct
 
-    two = mnn_correct(z, batch)
+    two = mnn_correct(z, batch, smooth=1)  # as run before smooth=5 became the default
     show("tl.mnn_correct two passes", two)
     for name, emb in (("plain", z), ("two passes", two)):
         for what, loc, scale in (("centroid and spread", True, True), ("centroid", True, False), ("spread", False, True)):
@@ -216,6 +217,9 @@ def main():
                     "before and after tl.mnn_correct, and corrections aimed at it")
     ap.add_argument("--oracle", action="store_true", help="instead: batch ASW when each slice's centroid and spread "
                     "are matched within each annotated domain (reads the truth: a diagnostic), against the same within k-means clusters")
+    ap.add_argument("--smooth", action="store_true", help="instead: two passes with each spot's move averaged over "
+                    "itself and its nearest spots of its own slice (smooth = 1, 3, 5, 10; 5 the default since the twentieth "
+                    "session), with graph connectivity by domain")
     ap.add_argument("--peers", nargs="*", default=[], help="with --asw: the same by domain for these tools of "
                     "peers/tools.py (their representation, trained once per seed and cached like spotscape's)")
     args = ap.parse_args()
@@ -247,15 +251,22 @@ def main():
         return batch_asw_by_domain(z, truth, batch, show, peers, files, args.seed)
     if args.oracle:
         return oracle(z, truth, batch, show)
+    if args.smooth:
+        manifest = {}
+        for smooth in (1, 3, 5, 10):
+            manifest[f"smooth {smooth}"] = mnn_correct(z, batch, smooth=smooth)
+            show(f"tl.mnn_correct two passes, smooth {smooth}", manifest[f"smooth {smooth}"])
+        connectivity_by_domain(manifest, truth, batch)
+        return
     if args.auto:
         order, pairs = auto_order(z, batch)
         for (i, j), n in pairs.items():
             print(f"mnn pairs {SLICES[i]}-{SLICES[j]}: {n}", flush=True)
-        show(f"tl.mnn_correct auto order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order, passes=1))
+        show(f"tl.mnn_correct auto order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order, passes=1, smooth=1))
         manifest = {"plain": z}
         for ref in range(4):
             o = [ref] + [i for i in range(4) if i != ref]
-            once, twice = mnn_correct(z, batch, order=o, passes=1), mnn_correct(z, batch, order=o, passes=2)
+            once, twice = mnn_correct(z, batch, order=o, passes=1, smooth=1), mnn_correct(z, batch, order=o, passes=2, smooth=1)
             name = '-'.join(SLICES[i] for i in o)
             show(f"tl.mnn_correct order {name}", once)
             show(f"tl.mnn_correct order {name} then reverse", twice)
@@ -265,10 +276,10 @@ def main():
         return
     if args.orders:
         for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 0, 1, 3], [3, 0, 1, 2], [0, 2, 3, 1]):
-            show(f"tl.mnn_correct order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order, passes=1))
-        once = mnn_correct(z, batch, passes=1)
-        show("tl.mnn_correct twice", mnn_correct(once, batch, passes=1))
-        show("tl.mnn_correct twice, the second in reverse order", mnn_correct(once, batch, order=[3, 2, 1, 0], passes=1))
+            show(f"tl.mnn_correct order {'-'.join(SLICES[i] for i in order)}", mnn_correct(z, batch, order=order, passes=1, smooth=1))
+        once = mnn_correct(z, batch, passes=1, smooth=1)
+        show("tl.mnn_correct twice", mnn_correct(once, batch, passes=1, smooth=1))
+        show("tl.mnn_correct twice, the second in reverse order", mnn_correct(once, batch, order=[3, 2, 1, 0], passes=1, smooth=1))
         return
     try:
         import harmonypy
@@ -286,7 +297,7 @@ def main():
         show(f"mnn k{k} sigma{sigma:g}", fixed_bandwidth_mnn(z, batch, k, sigma))
     for k, anchors in ((20, 50), (10, 50), (30, 50), (20, 20)):
         t0 = time.perf_counter()
-        c = mnn_correct(z, batch, k=k, n_anchors=anchors, passes=1)
+        c = mnn_correct(z, batch, k=k, n_anchors=anchors, passes=1, smooth=1)
         show(f"tl.mnn_correct k{k} anchors{anchors}", c, f" ({time.perf_counter() - t0:.1f} s)")
 
 

@@ -127,6 +127,9 @@ run --seeds 1 --tools graphst --rerun graphst --datasets dlpfc_4_integrated --ti
 # spotscape's slice correction with its second pass in reverse order, the default since the
 # fifteenth session (2026-12-03, Zen 5): the five seeds on the four slices integrated, rerun
 run --tools spotscape_mnn --rerun spotscape_mnn --datasets dlpfc_4_integrated
+# ... and again with each spot's move averaged over its 5 nearest spots of its own slice (smooth=5,
+# the default since the twentieth session, 2026-12-03, Zen 5): the same command
+#   run --tools spotscape_mnn --rerun spotscape_mnn --datasets dlpfc_4_integrated
 # Four more SpaGCN / spotscape pairs on 151674 (2026-12-03, fifteenth session, Zen 5, 02c0d00),
 # into a file of their own
 run_to peers_time_2026-12-03 --seeds 4 --tools spagcn spotscape --datasets 151674

@@ -9,7 +9,9 @@ nearest anchors, and back to unit length. The kernel's bandwidth is the median s
 from a spot to the 5th nearest spot of its own slice, so the correction is as local as the
 embedding's own neighbourhoods, at any scale. By default a second pass merges the corrected slices
 again in the reverse order, so that the first slice is not the only reference: one pass mixes the
-slices by an amount that depends on which slice comes first, two depend on it less.
+slices by an amount that depends on which slice comes first, two depend on it less. Last, each
+spot's move is averaged with the moves of its nearest spots in its own slice (``smooth``), so that
+spots that were neighbours move together and a domain's neighbourhood graph is not torn apart.
 
 Spatial smoothing makes a spot's nearest neighbours in the embedding its neighbours in the same
 section; this moves each slice onto its matching spots in the others. On the four DLPFC slices
@@ -38,14 +40,18 @@ def _merge_order(groups, order=None) -> list:
     return names
 
 
-def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=None, passes: int = 2) -> np.ndarray:
+def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=None, passes: int = 2,
+                smooth: int = 5) -> np.ndarray:
     """The corrected representation (unit rows, float32) of ``z`` (spots x dims) whose rows belong to
     slices ``groups`` (one label per row). ``order``: the slices' merge order (default: as they
     first appear). ``passes=1``: the first slice is the reference and does not move (up to unit
     length); ``passes=2`` (default): then the corrected slices are merged again in the reverse
     order, onto the last. On the four DLPFC slices (5 seeds, each slice first in turn;
     ``docs/benchmarks.md``) one pass gave iLISI 0.631-0.748 by which slice came first, two
-    0.735-0.805, with the same domains."""
+    0.735-0.805, with the same domains. ``smooth``: each spot's move averaged over itself and its
+    ``smooth - 1`` nearest spots of its own slice (before the correction); 1 keeps every spot's own
+    move. On the same slices 5 kept graph connectivity at 0.985-0.986 where the moves alone gave
+    0.925-0.985, for 0.000-0.007 of iLISI."""
     z = _unit(z)
     groups = np.asarray(groups)
     if groups.shape[0] != z.shape[0]:
@@ -55,10 +61,26 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
         raise SpotscapeInputError("k and n_anchors must be >= 1.")
     if passes not in (1, 2):
         raise SpotscapeInputError(f"passes must be 1 or 2, not {passes!r}.")
+    if smooth < 1:
+        raise SpotscapeInputError(f"smooth must be >= 1 (1: no smoothing), not {smooth!r}.")
+    start = z.copy()
     z = _merge(z, groups, names, k, n_anchors)
     if passes == 2:
         z = _merge(z, groups, names[::-1], k, n_anchors)
+    if smooth > 1:
+        z = _smooth_moves(start, z, groups, smooth)
     return z.astype(np.float32)
+
+
+def _smooth_moves(start, moved, groups, smooth):
+    """Each spot's move (``moved - start``) replaced by the mean move of itself and its nearest spots
+    of its own slice in ``start``; back to unit length."""
+    out = np.empty_like(moved)
+    for name in np.unique(groups):
+        cur = np.flatnonzero(groups == name)
+        nbrs = _knn(start[cur], start[cur], smooth)  # itself first
+        out[cur] = _unit(start[cur] + (moved[cur] - start[cur])[nbrs].mean(axis=1))
+    return out
 
 
 def _merge(z, groups, names, k, n_anchors):
@@ -90,7 +112,7 @@ def _merge(z, groups, names, k, n_anchors):
 
 
 def correct_slices(adata, slice_key: str = "slice", use_rep: str = "X_spotscape", key_added: str = "X_spotscape_mnn",
-                   k: int = 20, order=None, passes: int = 2) -> np.ndarray:
+                   k: int = 20, order=None, passes: int = 2, smooth: int = 5) -> np.ndarray:
     """``mnn_correct`` of ``adata.obsm[use_rep]`` with slices from ``adata.obs[slice_key]``; writes
     ``adata.obsm[key_added]`` and its settings to ``adata.uns['spotscape']['slice_correction']``
     (``key_added=None``: only returns it, ``adata`` unchanged)."""
@@ -102,10 +124,10 @@ def correct_slices(adata, slice_key: str = "slice", use_rep: str = "X_spotscape"
     if len(np.unique(groups)) < 2:
         raise SpotscapeInputError(f"obs[{slice_key!r}] names one slice; the correction needs two or more.")
     names = _merge_order(groups, order)
-    out = mnn_correct(np.asarray(adata.obsm[use_rep]), groups, k=k, order=names, passes=passes)
+    out = mnn_correct(np.asarray(adata.obsm[use_rep]), groups, k=k, order=names, passes=passes, smooth=smooth)
     if key_added:
         adata.obsm[key_added] = out
         adata.uns.setdefault("spotscape", {})["slice_correction"] = {
             "method": "mutual nearest neighbours", "use_rep": use_rep, "key_added": key_added, "slice_key": slice_key,
-            "k": int(k), "passes": int(passes), "order": names}
+            "k": int(k), "passes": int(passes), "smooth": int(smooth), "order": names}
     return out

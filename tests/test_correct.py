@@ -94,8 +94,9 @@ def test_smoothed_moves_keep_each_slice_together():
     smoothed = ss.tl.mnn_correct(z, groups)
     assert _own_neighbours_kept(z, smoothed, groups) > _own_neighbours_kept(z, own, groups) + 0.01  # 0.862 against 0.840
     assert _other_slice_fraction(smoothed, groups) > 0.25 and _ari(smoothed, labels, 4) > 0.95
-    with pytest.raises(SpotscapeInputError, match="smooth must be >= 1"):
-        ss.tl.mnn_correct(z, groups, smooth=0)
+    for bad in (0, 2.0, True):
+        with pytest.raises(SpotscapeInputError, match="smooth must be a whole number >= 1"):
+            ss.tl.mnn_correct(z, groups, smooth=bad)
 
 
 def test_order_names_the_reference_and_anndata_helper():

@@ -124,3 +124,5 @@ def test_simulated_tissue_geometries():
         simulate_tissue(n_spots=100, geometry="spiral")
     with pytest.raises(ValueError, match="n_spots >= max"):
         simulate_tissue(n_spots=2)
+    with pytest.raises(ValueError, match="hold only 3 of the 5 domains"):
+        simulate_tissue(n_spots=10, n_genes=20)

@@ -61,6 +61,9 @@ def simulate_tissue(
     edges = np.concatenate([[0.0], np.cumsum(widths) / widths.sum()])
     centers = (edges[:-1] + edges[1:]) / 2
     domain = np.clip(np.searchsorted(edges, depth, side="right") - 1, 0, n_domains - 1)
+    if len(np.unique(domain)) < n_domains:
+        raise ValueError(f"{n_spots} spots hold only {len(np.unique(domain))} of the {n_domains} domains at seed {seed}; "
+                         "simulate more spots or fewer domains.")
 
     # smooth blend of domain profiles across boundaries
     sigma = gradient_width / n_domains

@@ -61,8 +61,29 @@ def _keep_own_slice_column(joint, slices, names) -> None:
     own = [a.obs["slice"].astype(str).to_numpy() if "slice" in a.obs else None for a in slices]
     if all(o is None or (o == str(n)).all() for o, n in zip(own, names)):
         return
-    joint.obs["slice_input"] = pd.Categorical(np.concatenate(
-        [o if o is not None else np.full(a.n_obs, "nan", dtype=object) for o, a in zip(own, slices)]).astype(str))
+    values = []
+    for a in slices:  # as text, and missing (NA) where an input has no slice column or no value in it
+        col = a.obs["slice"] if "slice" in a.obs else pd.Series(None, index=a.obs_names, dtype=object)
+        values += [str(v) if pd.notna(v) else None for v in col]
+    joint.obs["slice_input"] = pd.Categorical(values)
+
+
+def _write_result(joint, path, metrics) -> None:
+    """``joint`` to ``path``; where an entry of ``uns`` carried over from the inputs cannot be written (h5ad
+    has no form for, e.g., tuples or dicts with int keys), the file is written without the inputs'
+    ``uns`` and ``metrics["warnings"]`` says so: the training is not lost to it."""
+    try:
+        joint.write_h5ad(path, compression="gzip")
+    except Exception as e:  # anndata's IORegistryError and the errors of h5py underneath it
+        own = {k: v for k, v in joint.uns.items() if k.startswith("spotscape")}
+        dropped = sorted(set(joint.uns) - set(own))
+        if not dropped:
+            raise
+        joint.uns = own
+        joint.write_h5ad(path, compression="gzip")
+        metrics.setdefault("warnings", []).append(
+            f"result.h5ad was written without the inputs' uns ({', '.join(dropped)}): h5ad could not store one of them "
+            f"({type(e).__name__}: {str(e)[:120]}).")
 
 
 def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_genes, slice_norm, epochs, lr, progress,
@@ -81,6 +102,7 @@ def _fit_and_cluster(slices, names, *, n_domains, seed, device, counts, n_top_ge
     seconds["embed_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     joint = ad.concat(slices, join="inner", label="slice", keys=names, index_unique=None, merge="same", uns_merge="unique")
+    joint.uns.pop("neighbors", None)  # scanpy's graph of the inputs: its obsp matrices do not survive the join
     if not joint.obs_names.is_unique:
         joint.obs_names = [f"{s}:{b}" for s, b in zip(joint.obs["slice"], joint.obs_names)]
     _keep_own_slice_column(joint, slices, names)
@@ -356,7 +378,7 @@ def run(
         per_slice = [joint[(joint.obs["slice"] == n).to_numpy()] for n in names]
         pl.domains(per_slice, names, truth_key=label_key, path=os.path.join(tmp, "domains.png"), scores=scores)
         _mixed_columns_as_text(joint.obs)
-        joint.write_h5ad(os.path.join(tmp, "result.h5ad"), compression="gzip")
+        _write_result(joint, os.path.join(tmp, "result.h5ad"), metrics)
         if save_model:
             model.save(os.path.join(tmp, "model.pt"))
         timings["write_s"] = time.perf_counter() - t0

@@ -49,9 +49,9 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
     order, onto the last. On the four DLPFC slices (5 seeds, each slice first in turn;
     ``docs/benchmarks.md``) one pass gave iLISI 0.631-0.748 by which slice came first, two
     0.735-0.805, with the same domains. ``smooth``: each spot's move averaged over itself and its
-    ``smooth - 1`` nearest spots of its own slice (before the correction); 1 keeps every spot's own
-    move. On the same slices 5 kept graph connectivity at 0.985-0.986 where the moves alone gave
-    0.925-0.985, for 0.000-0.007 of iLISI."""
+    ``smooth - 1`` nearest spots of its own slice in the embedding before the correction; 1 keeps
+    every spot's own move. On the same slices 5 kept graph connectivity at 0.985-0.986 where the
+    moves alone gave 0.925-0.985, for 0.001-0.007 of iLISI."""
     z = _unit(z)
     groups = np.asarray(groups)
     if groups.shape[0] != z.shape[0]:
@@ -61,8 +61,8 @@ def mnn_correct(z: np.ndarray, groups, k: int = 20, n_anchors: int = 50, order=N
         raise SpotscapeInputError("k and n_anchors must be >= 1.")
     if passes not in (1, 2):
         raise SpotscapeInputError(f"passes must be 1 or 2, not {passes!r}.")
-    if smooth < 1:
-        raise SpotscapeInputError(f"smooth must be >= 1 (1: no smoothing), not {smooth!r}.")
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or smooth < 1:
+        raise SpotscapeInputError(f"smooth must be a whole number >= 1 (1: no smoothing), not {smooth!r}.")
     start = z.copy()
     z = _merge(z, groups, names, k, n_anchors)
     if passes == 2:

@@ -280,8 +280,6 @@ class Spotscape:
             raise SpotscapeInputError(f"batch_size must be 'auto', None or an integer >= 8, got {batch_size!r}.")
         if world > 1 and batch_size is None:
             raise SpotscapeInputError("several processes need mini-batches: leave batch_size='auto' or give a number.")
-        if sched["epochs"] < 1:
-            raise SpotscapeInputError("epochs must be >= 1.")
         t0 = time.perf_counter()
         x, adj, rows = self._prepare(self.slices)
         if adj.nnz == 0 and n_spots > 1:

@@ -58,14 +58,11 @@ def n_true_domains(slices, label_key) -> int:
 def _keep_own_slice_column(joint, slices, names) -> None:
     """``obs['slice']`` of the joined slices holds each spot's slice name; an input's own ``slice`` column
     that says something else is kept beside it as ``obs['slice_input']``."""
-    own = [a.obs["slice"].astype(str).to_numpy() if "slice" in a.obs else None for a in slices]
-    if all(o is None or (o == str(n)).all() for o, n in zip(own, names)):
+    own = [a.obs["slice"] if "slice" in a.obs else pd.Series(None, index=a.obs_names, dtype=object) for a in slices]
+    if all(o.isna().all() or (o.astype(str) == str(n)).all() for o, n in zip(own, names)):
         return
-    values = []
-    for a in slices:  # as text, and missing (NA) where an input has no slice column or no value in it
-        col = a.obs["slice"] if "slice" in a.obs else pd.Series(None, index=a.obs_names, dtype=object)
-        values += [str(v) if pd.notna(v) else None for v in col]
-    joint.obs["slice_input"] = pd.Categorical(values)
+    # as text, and missing (NA) where an input has no slice column or no value in it
+    joint.obs["slice_input"] = pd.Categorical([str(v) if pd.notna(v) else None for o in own for v in o])
 
 
 def _write_result(joint, path, metrics) -> None:

@@ -255,24 +255,51 @@ def report(rows, out):
 
 
 def chart(rows, datasets, tools, path):
+    """ARI under the same k-means per dataset and tool (bars, sd as whiskers; a run that never
+    finished is marked with its status where its bar would be) and, for each dataset of several
+    slices, batch ASW against iLISI per tool (up and right: better mixed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(datasets), 3.6))
+    def style(j):  # ten colours, then the same ten hatched: every tool told apart
+        return {"color": plt.cm.tab10(j % 10), "hatch": ("", "//", "..", "xx")[j // 10 % 4], "edgecolor": "white"}
+
+    integ = [d for d in datasets if any("integration" in r for r in rows if r["dataset"] == d)]
+    fig, axes = plt.subplots(1, 1 + len(integ), figsize=(1.2 + 1.3 * len(datasets) + 4.2 * len(integ), 3.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.2 + 1.3 * len(datasets)] + [4.2] * len(integ)})
+    ax = axes[0, 0]
     w = 0.8 / max(1, len(tools))
     for j, t in enumerate(tools):
         for i, d in enumerate(datasets):
-            v = [r["kmeans"]["ari"] for r in rows if r["dataset"] == d and r["tool"] == t and r["status"] == "ok"]
+            rs = [r for r in rows if r["dataset"] == d and r["tool"] == t]
+            v = [r["kmeans"]["ari"] for r in rs if r["status"] == "ok"]
             if v:
-                ax.bar(i + j * w, np.mean(v), w, yerr=np.std(v) if len(v) > 1 else None, color=plt.cm.tab10(j),
-                       label=t if i == 0 or not ax.get_legend_handles_labels()[1].count(t) else None)
+                ax.bar(i + j * w, np.mean(v), w, yerr=np.std(v) if len(v) > 1 else None, **style(j),
+                       label=t if t not in ax.get_legend_handles_labels()[1] else None)
+            elif rs:  # ran, never finished: say so where the bar would be
+                ax.text(i + j * w, 0.01, "x " + "/".join(sorted({r["status"] for r in rs})), rotation=90, ha="center",
+                        va="bottom", fontsize=6, color=style(j)["color"])
     ax.set_xticks(np.arange(len(datasets)) + 0.4 - w / 2, datasets)
     ax.set_ylabel("ARI (same k-means)")
+    ax.set_ylim(0, 1.4 * max([b.get_height() for b in ax.patches] + [0.1]))  # room for the legend above the bars
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=7, ncol=2, frameon=False)
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7, ncol=max(2, min(4, len(datasets))), frameon=False, loc="upper left")
+    for ax, d in zip(axes[0, 1:], integ):
+        for j, t in enumerate(tools):
+            ok = [r["integration"] for r in rows if r["dataset"] == d and r["tool"] == t and "integration" in r]
+            if ok:
+                x, y = [np.array([m[key] for m in ok]) for key in ("ilisi", "batch_asw")]
+                gc = np.mean([m["graph_conn"] for m in ok])
+                ax.errorbar(x.mean(), y.mean(), xerr=x.std() if len(ok) > 1 else None, yerr=y.std() if len(ok) > 1 else None,
+                            fmt="osD^"[j // 10 % 4], color=style(j)["color"], ms=5, capsize=2)
+                ax.annotate(f"{t} ({gc:.3f})", (x.mean(), y.mean()), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        ax.margins(x=0.25, y=0.1)
+        ax.set_xlabel("iLISI (higher: slices mixed)")
+        ax.set_ylabel("batch ASW")
+        ax.set_title(f"{d}: batch mixing (graph connectivity in brackets)", fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".part.png")
     fig.savefig(tmp, dpi=130)

@@ -151,8 +151,12 @@ def test_cli_align(mob_pair, tmp_path):
     from spotscape.cli import main
 
     a, b = mob_pair[0].copy(), mob_pair[1].copy()
+    for x in (a, b):  # the module's pair may hold another test's alignment: the CLI must make its own
+        x.obsm.pop("spatial_aligned", None)
+        x.uns.pop("spotscape", None)
     joint = ad.concat([a, b], label="slice", keys=["orig", "moved"], index_unique="-")
     joint.obsm["X_spotscape"] = np.vstack([a.obsm["X_spotscape"], b.obsm["X_spotscape"]])
+    assert "spatial_aligned" not in joint.obsm
     src, out, png = tmp_path / "in.h5ad", tmp_path / "out.h5ad", tmp_path / "al.png"
     joint.write_h5ad(src)
     assert main(["align", str(src), "--out", str(out), "--label-key", "layer", "--plot", str(png)]) == 0

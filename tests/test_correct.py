@@ -106,7 +106,8 @@ def test_order_names_the_reference_and_anndata_helper():
     assert np.allclose(c[b], z[b] / np.linalg.norm(z[b], axis=1, keepdims=True), atol=1e-6)
     adata = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32), obsm={"X_spotscape": z})
     adata.obs["slice"] = groups
-    assert ss.tl.correct_slices(adata, key_added=None) is not None and not adata.obsm.keys() - {"X_spotscape"} and not adata.uns
+    returned = ss.tl.correct_slices(adata, key_added=None)
+    assert np.array_equal(returned, ss.tl.mnn_correct(z, groups)) and not adata.obsm.keys() - {"X_spotscape"} and not adata.uns
     out = ss.tl.correct_slices(adata)
     assert np.array_equal(adata.obsm["X_spotscape_mnn"], out)
     assert np.array_equal(out, ss.tl.mnn_correct(z, groups))

@@ -121,6 +121,8 @@ def test_cli_tasks_end_to_end(masked_run, tmp_path):
     assert main(["impute", str(src), "--model", str(model_path), "--out", str(imp)]) == 0
     c = ad.read_h5ad(imp)
     assert "spotscape_denoised" in c.layers and c.n_obs == masked.n_obs
+    want = ss.tl.denoise(masked_run[4]).layers["spotscape_denoised"]  # the saved model's own decoder output
+    np.testing.assert_allclose(np.asarray(c.layers["spotscape_denoised"]), np.asarray(want), rtol=1e-5, atol=1e-5)
     # bad inputs: a clear error (exit 2) and no output file
     bad = tmp_path / "bad.h5ad"
     assert main(["trajectory", str(dom), "--out", str(bad), "--groups", "nope"]) == 2
@@ -128,6 +130,22 @@ def test_cli_tasks_end_to_end(masked_run, tmp_path):
     assert main(["domains", str(src), "--out", str(tmp_path / "x.txt")]) == 2
     assert main(["impute", str(src), "--model", str(model_path), "--holdout", "0.1", "--out", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_cli_impute_holdout_scores(tmp_path):
+    """`spotscape impute --holdout`: trains on the masked counts and scores the hidden entries; the
+    decoder must beat predicting zero there, on the entries the test hides again with the same seed."""
+    a = ss.datasets.simulate_tissue(n_spots=600, n_genes=200, n_domains=4, seed=3)
+    src, out = tmp_path / "sim.h5ad", tmp_path / "imp.h5ad"
+    a.write_h5ad(src)
+    assert main(["impute", str(src), "--holdout", "0.1", "--epochs", "20", "--seed", "0", "--quiet", "--out", str(out)]) == 0
+    c = ad.read_h5ad(out)
+    scores = c.uns["spotscape"]["imputation"]
+    masked, rows, cols = ss.tl.mask_nonzero(a, 0.1, seed=0)
+    zero = ss.tl.imputation_scores(a, masked, rows, cols, {"zero": np.zeros((a.n_obs, c.n_vars))}, list(c.var_names))
+    assert scores["n_hidden"] == zero["n_hidden"] > 0.05 * len(rows)
+    assert scores["spotscape"]["rmse"] < 0.8 * zero["zero"]["rmse"]
+    assert {"neighbour_mean", "pca_30"} <= set(scores)
 
 
 def test_report_from_demo_run(tmp_path):

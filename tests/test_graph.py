@@ -28,17 +28,24 @@ def test_knn_for_irregular_cells():
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 100, (300, 2))
     assert graph.choose_graph(xy) == {"method": "knn", "k": 5}
-    g = graph.spatial_graph(xy)
+    g = graph.spatial_graph(xy).tocsr()
     deg = np.asarray(g.sum(1)).ravel()
     assert deg.min() >= 5 and (g != g.T).nnz == 0
+    # each cell's 5 nearest cells are its neighbours, and few others are (symmetrised: at most 2 x 5 per cell)
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=6).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+    assert all(set(nn[i]) <= set(g[i].indices) for i in range(len(xy)))
+    assert g.nnz <= 2 * 5 * len(xy) and g.diagonal().sum() == 0
 
 
 def test_block_graph_has_no_edges_between_slices():
     g1 = graph.spatial_graph(np.random.default_rng(1).uniform(0, 10, (40, 2)), "knn", k=3)
     g2 = graph.spatial_graph(np.random.default_rng(2).uniform(0, 10, (30, 2)), "knn", k=3)
-    b = graph.block_graph([g1, g2]).tocoo()
+    b = graph.block_graph([g1, g2]).toarray()
     assert b.shape == (70, 70)
-    assert not np.any((b.row < 40) != (b.col < 40))
+    assert (b[:40, :40] == g1.toarray()).all() and (b[40:, 40:] == g2.toarray()).all()
+    assert b[:40, 40:].sum() == 0 and b[40:, :40].sum() == 0
 
 
 def test_normalized_adjacency_is_gcn_normalisation():
@@ -58,3 +65,5 @@ def test_drop_edges_keeps_self_loops_and_drops_about_p():
     assert (d.diagonal() > 0).all()
     off = d.nnz - g.shape[0]
     assert abs(off / g.nnz - 0.8) < 0.03
+    r, c = (d - sp.diags(d.diagonal())).nonzero()
+    assert np.asarray(g[r, c]).ravel().all()  # only edges of g are kept, none made up

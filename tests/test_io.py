@@ -47,7 +47,7 @@ def test_read_spaceranger_folder(tmp_path, v1):
     write_spaceranger(tmp_path / "sr", a, v1_positions=v1)
     b = io.read(str(tmp_path / "sr"))
     assert b.shape == a.shape
-    assert list(b.obs_names) == list(a.obs_names)
+    assert list(b.obs_names) == list(a.obs_names) and list(b.var_names) == list(a.var_names)
     assert np.array_equal(b.X.toarray(), a.X.toarray())
     assert np.allclose(b.obsm["spatial"], a.obsm["spatial"])
     assert b.uns["scalefactors"]["tissue_hires_scalef"] == 0.15
@@ -67,12 +67,14 @@ def test_read_csv_pair(tmp_path, sep, ext):
     pd.DataFrame(a.X.toarray(), index=a.obs_names, columns=a.var_names).to_csv(tmp_path / f"c.{ext}", sep=sep)
     pd.DataFrame(a.obsm["spatial"], index=a.obs_names, columns=["x", "y"]).to_csv(tmp_path / f"xy.{ext}", sep=sep)
     b = io.read(f"{tmp_path}/c.{ext},{tmp_path}/xy.{ext}")
+    assert list(b.obs_names) == list(a.obs_names) and list(b.var_names) == list(a.var_names)
     assert np.array_equal(b.X.toarray(), a.X.toarray())
     assert np.allclose(b.obsm["spatial"], a.obsm["spatial"])
     # genes x spots with transpose
     pd.DataFrame(a.X.toarray().T, index=a.var_names, columns=a.obs_names).to_csv(tmp_path / "t.csv")
     c = io.read_csv(str(tmp_path / "t.csv"), str(tmp_path / f"xy.{ext}") if ext == "csv" else str(tmp_path / "xy.tsv"), transpose=True)
     assert np.array_equal(c.X.toarray(), a.X.toarray())
+    assert list(c.obs_names) == list(a.obs_names) and list(c.var_names) == list(a.var_names)
 
 
 @pytest.mark.parametrize("name,header", [("tissue_positions.csv", True), ("tissue_positions_list.csv", False)])

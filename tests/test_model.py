@@ -152,8 +152,12 @@ def test_slice_norm_several_slices(tmp_path, small_tissue):
 
 
 def test_losses_can_be_switched_off(small_tissue):
-    m = Spotscape(small_tissue.copy(), seed=0, device="cpu").fit(epochs=3, progress=False, w_re=0)
+    m = Spotscape(small_tissue.copy(), seed=0, device="cpu")
+    before = [p.detach().clone() for p in m.net.decoder.parameters()]
+    m.fit(epochs=3, progress=False, w_re=0)
     assert "re" not in m.history[0] and "sc" in m.history[0]
+    assert all(abs(h["loss"] - m.train_config.w_sc * h["sc"]) < 1e-6 for h in m.history)  # the telescope alone
+    assert all(torch.equal(p, q) for p, q in zip(before, m.net.decoder.parameters()))  # the decoder never trained
     with pytest.raises(TypeError, match="unknown training option"):
         m.fit(epochs=1, progress=False, w_typo=1)
 

@@ -64,6 +64,8 @@ def test_runner_on_an_unseen_folder(tmp_path):
         import STAGATE_pyG  # noqa: F401  (not a dependency of the package)
     except ImportError:
         assert by[("one", "stagate")]["status"] == "crash" and "STAGATE" in by[("one", "stagate")]["error"]
+    else:
+        assert by[("one", "stagate")]["status"] == "ok"
     for ds in ("one", "two", "three"):
         r = by[(ds, "spotscape")]
         assert r["status"] == "ok" and r["k"] == 4 and r["peak_mb"] > 0

@@ -18,14 +18,16 @@ from conftest import shared_data
 
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n-spots", "800", "--epochs", "40", "--quiet"]) == 0
+    # 1,500 spots: at 800 the simulated bands are a few spots wide and 40 epochs give ARI 0.19-0.34 by
+    # seed and CPU (seed 0 gave 0.19 on 2026-12-03, failing this test, which had passed on earlier machines); at 1,500, 0.48-0.50 on seeds 0-2
+    assert main(["demo", "--out", str(out), "--n-spots", "1500", "--epochs", "40", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "ARI" in printed
     assert sorted(os.listdir(out)) == ["domains.png", "metrics.json", "result.h5ad"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["pooled"]["ari"] > m["pca_kmeans_ari"] + 0.2
     r = ad.read_h5ad(out / "result.h5ad")
-    assert r.obsm["X_spotscape"].shape == (800, 64)
+    assert r.obsm["X_spotscape"].shape == (1500, 64)
     assert m["embedding"] == "unit-length z" and np.allclose(np.linalg.norm(r.obsm["X_spotscape"], axis=1), 1, atol=1e-5)
     assert r.obs["spotscape_domain"].nunique() == 5 and "slice" in r.obs
     assert m["w_pcl"] is None  # one slice: no prototype loss

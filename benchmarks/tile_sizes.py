@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from spotscape.batching import TileBatches
-from spotscape.core import MINIBATCH_EPOCHS, MINIBATCH_SIZE, MINIBATCH_STEPS
+from spotscape.core import MINIBATCH_SIZE, minibatch_epochs
 from spotscape.datasets import simulate_tissue
 
 xy = simulate_tissue(n_spots=100_000, n_genes=20, n_domains=5, seed=0).obsm["spatial"]
@@ -21,5 +21,5 @@ print("|---|---|---|---|---|---|---|")
 for n, coords in ((100_000, xy), (300_000, np.vstack([xy + [i * width, 0] for i in range(3)]))):
     tb = TileBatches(coords, None, sp.csr_matrix((n, n)), batch_size=MINIBATCH_SIZE)
     sizes = [len(t) for t in tb.tiles]
-    epochs = int(np.clip(-(-MINIBATCH_STEPS // -(-n // MINIBATCH_SIZE)), *MINIBATCH_EPOCHS))  # core.fit's rule
+    epochs = minibatch_epochs(n, MINIBATCH_SIZE)  # Spotscape.fit's default
     print(f"| {n:,} | {len(sizes)} | {min(sizes)}-{max(sizes)} | {len(tb)} | {n / len(tb):,.0f} | {epochs} | {epochs * len(tb):,} |")

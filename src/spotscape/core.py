@@ -114,6 +114,13 @@ def split_slices(adata, slice_key: str | None):
     return adatas, names, None
 
 
+def minibatch_epochs(n_spots: int, batch_size: int) -> int:
+    """The default epochs in mini-batches: an epoch is ``n_spots / batch_size`` updates; about
+    ``MINIBATCH_STEPS`` updates in all, within ``MINIBATCH_EPOCHS``."""
+    n_batches = max(1, -(-n_spots // batch_size))
+    return int(np.clip(-(-MINIBATCH_STEPS // n_batches), *MINIBATCH_EPOCHS))
+
+
 class Spotscape:
     """Spotscape for one slice or several (integration).
 
@@ -289,9 +296,7 @@ class Spotscape:
         if batch_size == "auto":
             batch_size = MINIBATCH_SIZE if (world > 1 or not full_batch_fits(n_spots, x.nnz, self.device)) else None
         if batch_size is not None and epochs is None:
-            # mini-batches: an epoch is N / batch_size updates; keep about MINIBATCH_STEPS updates in all
-            n_batches = max(1, -(-n_spots // int(batch_size)))
-            sched["epochs"] = int(np.clip(-(-MINIBATCH_STEPS // n_batches), *MINIBATCH_EPOCHS))
+            sched["epochs"] = minibatch_epochs(n_spots, int(batch_size))
         if batch_size is not None and len(self.slices) > 1:
             loss_options.setdefault("w_ss", MINIBATCH_W_SS)
         cfg = TrainConfig(**{**sched, **loss_options}, n_domains=self.params["n_domains"], batch_size=batch_size)
